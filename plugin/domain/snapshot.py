@@ -1,0 +1,148 @@
+"""The platform-neutral order: what the shop platform says was ordered, shipped and refunded.
+
+Platform adapters (Saleor, Shopify, ...) map their payloads to these types; the planner
+only ever sees these. All amounts are integer minor units in ``Order.currency``, gross
+(tax included). Tax rates are basis points: 2500 = 25 %.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class LineType(StrEnum):
+    """Klarna's order-line types that KOM produces."""
+
+    PHYSICAL = "physical"
+    DIGITAL = "digital"
+    SHIPPING_FEE = "shipping_fee"
+    GIFT_CARD = "gift_card"
+    STORE_CREDIT = "store_credit"
+    SURCHARGE = "surcharge"
+    DISCOUNT = "discount"
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """One line of the order as sold.
+
+    ``total_amount`` is after the line's own discount; ``quantity * unit_price -
+    total_amount`` is the line discount and must not be negative.
+    """
+
+    id: str
+    name: str
+    quantity: int
+    unit_price: int
+    total_amount: int
+    tax_rate: int
+    total_tax_amount: int
+    sku: str | None = None
+    variant: str | None = None
+    type: LineType = LineType.PHYSICAL
+
+    @property
+    def total_discount_amount(self) -> int:
+        return self.quantity * self.unit_price - self.total_amount
+
+
+@dataclass(frozen=True)
+class Shipping:
+    """The order's shipping fee (gross)."""
+
+    name: str
+    amount: int
+    tax_rate: int
+    tax_amount: int
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderDiscount:
+    """An order-level discount not already folded into line prices (gross, positive)."""
+
+    id: str
+    name: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class GiftCardPayment:
+    """Part of the order paid with a gift card or store credit, outside Klarna."""
+
+    id: str
+    amount: int
+    code: str | None = None
+    store_credit: bool = False
+
+
+@dataclass(frozen=True)
+class ShipmentLine:
+    line_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Tracking:
+    company: str | None = None
+    number: str | None = None
+    uri: str | None = None
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """A parcel the merchant sent: each becomes exactly one capture."""
+
+    id: str
+    created_at: datetime
+    lines: tuple[ShipmentLine, ...]
+    tracking: Tracking | None = None
+    number: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    """Returned units of one order line; ``shipment_id`` is the parcel they came from, if known."""
+
+    line_id: str
+    quantity: int
+    shipment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """A refund the merchant granted on the platform.
+
+    ``amount`` is what the platform wants refunded through the provider; ``None`` means
+    "exactly the value of the returned lines (and shipping)". With no lines it is an
+    amount-only (goodwill) refund.
+    """
+
+    id: str
+    created_at: datetime
+    lines: tuple[RefundLine, ...] = ()
+    include_shipping: bool = False
+    amount: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Order:
+    """A snapshot of one platform order, taken fresh before every plan."""
+
+    id: str
+    currency: str
+    lines: tuple[OrderLine, ...]
+    number: str | None = None
+    shipping: Shipping | None = None
+    discounts: tuple[OrderDiscount, ...] = ()
+    gift_cards: tuple[GiftCardPayment, ...] = ()
+    shipments: tuple[Shipment, ...] = ()
+    refunds: tuple[RefundRequest, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def line(self, line_id: str) -> OrderLine | None:
+        return next((line for line in self.lines if line.id == line_id), None)
