@@ -57,7 +57,8 @@ class RefundAction:
     reference: str
     idempotency_key: uuid.UUID
     request_id: str
-    capture_id: str
+    capture: str
+    """The provider capture id, or the reference of a capture planned in the same plan."""
     parcel: int
     refunded_amount: int
     lines: tuple[PlannedLine, ...]
@@ -78,6 +79,7 @@ class RefusalCode(StrEnum):
     AUTHORIZATION_EXCEEDED = "authorization_exceeded"
     UNMATCHED_CAPTURE_LINE = "unmatched_capture_line"
     INVALID_LINE = "invalid_line"
+    PARTLY_SENT = "partly_sent"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,25 @@ from decimal import Decimal, InvalidOperation
 # ISO 4217 minor-unit exponents that differ from the default of 2.
 _EXPONENTS: dict[str, int] = {
     **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-         "VND", "VUV", "XAF", "XOF", "XPF"],
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
         0,
     ),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
@@ -53,8 +70,7 @@ def to_minor(value: str | int | float | Decimal, currency: str) -> int:
     scaled = number.scaleb(exponent(currency))
     if scaled != scaled.to_integral_value():
         raise MoneyError(
-            f"{value!r} {currency.upper()} has more decimal places than the currency's "
-            f"{exponent(currency)}"
+            f"{value!r} {currency.upper()} has more decimal places than the currency's {exponent(currency)}"
         )
     return int(scaled)
 

@@ -1,0 +1,249 @@
+"""Capture planning: every shipment not yet captured becomes exactly one capture.
+
+A capture holds exactly the shipped units of each order line. Amounts are cut
+cumulatively (see lines.py) against what the provider already has captured for that line,
+so all parcels of a line add up exactly to the line total. The shipping fee goes on one
+capture (merchant policy: first or last parcel). Gift cards and store credit paid part of
+the order outside Klarna, so Klarna authorized only the rest: each capture carries a
+negative ``gift_card`` line with its share of them, in proportion to the goods value it
+ships (cumulative, so all captures of a fully shipped order add up to what Klarna
+authorized).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from plugin.domain.actions import CaptureAction, PlannedLine, Refusal, RefusalCode, idempotency_key
+from plugin.domain.ledger import Ledger
+from plugin.domain.lines import part_tax, planned_line, value_of_units
+from plugin.domain.policy import Policy, ShippingFeePolicy
+from plugin.domain.provider import ProviderCapture, ProviderLine
+from plugin.domain.references import (
+    GIFT_CARD_TOKEN,
+    SHIPPING_TOKEN,
+    capture_reference,
+    line_reference,
+    parse_line_reference,
+)
+from plugin.domain.rounding import div_round
+from plugin.domain.snapshot import LineType, Order, OrderLine, Shipment
+
+
+@dataclass
+class Captured:
+    """How much of one order line (or of shipping, or of gift cards) is already captured."""
+
+    quantity: int = 0
+    amount: int = 0
+    tax: int = 0
+
+
+@dataclass
+class CaptureBook:
+    """Captured totals per token, read from the provider's captures."""
+
+    by_token: dict[str, Captured] = field(default_factory=dict)
+
+    def get(self, token: str) -> Captured:
+        return self.by_token.setdefault(token, Captured())
+
+    def add(self, line: ProviderLine | PlannedLine) -> None:
+        parsed = parse_line_reference(line.reference)
+        if parsed is None:
+            return
+        entry = self.get(parsed[0])
+        entry.quantity += line.quantity
+        entry.amount += line.total_amount
+        entry.tax += line.total_tax_amount
+
+
+def _goods_value(order: Order, book: CaptureBook, tokens: dict[str, str]) -> tuple[int, int]:
+    """(goods value captured so far, goods value of the whole order)."""
+    total = sum(line.total_amount for line in order.lines)
+    done = sum(book.get(tokens[line.id]).amount for line in order.lines)
+    return done, total
+
+
+def _goods_line(line: OrderLine, token: str, parcel: int, units: int, done: Captured) -> PlannedLine:
+    amount = value_of_units(line.quantity, line.unit_price, line.total_amount, done.quantity + units)
+    amount -= done.amount
+    tax = part_tax(line.total_amount, line.total_tax_amount, line.tax_rate, done.amount, done.tax, amount)
+    name = f"{line.name} ({line.variant})" if line.variant else line.name
+    return planned_line(
+        reference=line_reference(token, parcel),
+        name=name,
+        type=str(line.type),
+        quantity=units,
+        unit_price=line.unit_price,
+        amount=amount,
+        tax_rate=line.tax_rate,
+        tax=tax,
+    )
+
+
+def _description(order: Order, shipment: Shipment, parcel: int) -> str:
+    label = f"order {order.number}" if order.number else "your order"
+    tracking = shipment.tracking.number if shipment.tracking and shipment.tracking.number else None
+    text = f"Parcel {parcel} of {label}"
+    return (f"{text}, tracking {tracking}" if tracking else text)[:255]
+
+
+def plan_captures(
+    order: Order,
+    provider_order_id: str,
+    captures: tuple[ProviderCapture, ...],
+    remaining_authorized: int,
+    tokens: dict[str, str],
+    ledger: Ledger,
+    policy: Policy,
+) -> tuple[list[CaptureAction], list[Refusal]]:
+    """Capture actions for uncaptured shipments, in shipment order; adds them to ``ledger``."""
+    book = CaptureBook()
+    for capture in captures:
+        for recorded in capture.lines:
+            book.add(recorded)
+    captured_refs = {c.reference for c in captures if c.reference}
+    actions: list[CaptureAction] = []
+    refusals: list[Refusal] = []
+    if not policy.capture_shipments:
+        return actions, refusals
+    gift_total = sum(g.amount for g in order.gift_cards)
+    for shipment in sorted(order.shipments, key=lambda s: (s.created_at, s.id)):
+        reference = capture_reference(shipment.id)
+        if reference in captured_refs:
+            continue
+        parcel = len(ledger.captures) + 1
+        trial = copy.deepcopy(book)  # becomes the book only if this parcel is captured
+        lines: list[PlannedLine] = []
+        problem: str | None = None
+        shipped: dict[str, int] = {}
+        for item in shipment.lines:
+            shipped[item.line_id] = shipped.get(item.line_id, 0) + item.quantity
+        for line_id, units in shipped.items():
+            line = order.line(line_id)
+            if line is None:
+                problem = f"it ships line {line_id}, which is not on the order"
+                break
+            done = trial.get(tokens[line_id])
+            if units <= 0 or done.quantity + units > line.quantity:
+                problem = (
+                    f"it ships {units} × {line.name} but only {line.quantity - done.quantity} "
+                    "are left uncaptured"
+                )
+                break
+            lines.append(_goods_line(line, tokens[line_id], parcel, units, done))
+        if problem is not None:
+            code = RefusalCode.UNKNOWN_LINE if "not on the order" in problem else RefusalCode.OVER_SHIPPED
+            refusals.append(Refusal("shipment", shipment.id, code, f"Parcel not captured: {problem}."))
+            continue
+        for planned in lines:
+            trial.add(planned)
+        lines.extend(_shipping_line(order, trial, tokens, parcel, policy))
+        lines.extend(_gift_card_line(order, trial, tokens, parcel, gift_total))
+        amount = sum(line.total_amount for line in lines)
+        if amount <= 0:
+            continue  # nothing for Klarna to capture (e.g. fully paid by gift card)
+        if amount > remaining_authorized:
+            refusals.append(
+                Refusal(
+                    "shipment",
+                    shipment.id,
+                    RefusalCode.AUTHORIZATION_EXCEEDED,
+                    f"Parcel not captured: it is worth {amount} but only {remaining_authorized} "
+                    "of the authorization is left.",
+                )
+            )
+            continue
+        remaining_authorized -= amount
+        book = trial
+        action = CaptureAction(
+            key=f"capture:{shipment.id}",
+            reference=reference,
+            idempotency_key=idempotency_key(provider_order_id, f"capture:{shipment.id}"),
+            shipment_id=shipment.id,
+            parcel=parcel,
+            captured_amount=amount,
+            lines=tuple(lines),
+            description=_description(order, shipment, parcel),
+            tracking=shipment.tracking,
+        )
+        actions.append(action)
+        ledger.add_capture(as_provider_capture(action))
+    return actions, refusals
+
+
+def _fully_captured(order: Order, book: CaptureBook, tokens: dict[str, str]) -> bool:
+    return all(book.get(tokens[line.id]).quantity >= line.quantity for line in order.lines)
+
+
+def _shipping_line(
+    order: Order, book: CaptureBook, tokens: dict[str, str], parcel: int, policy: Policy
+) -> list[PlannedLine]:
+    shipping = order.shipping
+    if shipping is None or shipping.amount == 0 or book.get(SHIPPING_TOKEN).quantity > 0:
+        return []
+    if policy.shipping_fee is ShippingFeePolicy.LAST_PARCEL and not _fully_captured(order, book, tokens):
+        return []
+    line = planned_line(
+        reference=line_reference(SHIPPING_TOKEN, parcel),
+        name=shipping.name or "Shipping",
+        type=str(LineType.SHIPPING_FEE),
+        quantity=1,
+        unit_price=shipping.amount,
+        amount=shipping.amount,
+        tax_rate=shipping.tax_rate,
+        tax=shipping.tax_amount,
+    )
+    book.add(line)
+    return [line]
+
+
+def _gift_card_line(
+    order: Order, book: CaptureBook, tokens: dict[str, str], parcel: int, gift_total: int
+) -> list[PlannedLine]:
+    if gift_total == 0:
+        return []
+    done, total = _goods_value(order, book, tokens)
+    target = gift_total if done >= total else min(gift_total, div_round(gift_total * done, total))
+    applied = -book.get(GIFT_CARD_TOKEN).amount
+    share = target - applied
+    if share <= 0:
+        return []
+    store_credit = all(g.store_credit for g in order.gift_cards)
+    line = planned_line(
+        reference=line_reference(GIFT_CARD_TOKEN, parcel),
+        name="Store credit" if store_credit else "Gift card",
+        type=str(LineType.STORE_CREDIT if store_credit else LineType.GIFT_CARD),
+        quantity=1,
+        unit_price=-share,
+        amount=-share,
+        tax_rate=0,
+        tax=0,
+    )
+    book.add(line)
+    return [line]
+
+
+def as_provider_capture(action: CaptureAction) -> ProviderCapture:
+    """How a planned capture will look on the provider once made (for planning refunds)."""
+    return ProviderCapture(
+        capture_id="",
+        captured_amount=action.captured_amount,
+        reference=action.reference,
+        lines=tuple(
+            ProviderLine(
+                reference=line.reference,
+                name=line.name,
+                type=line.type,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                total_amount=line.total_amount,
+                total_discount_amount=line.total_discount_amount,
+                tax_rate=line.tax_rate,
+                total_tax_amount=line.total_tax_amount,
+            )
+            for line in action.lines
+        ),
+    )

@@ -1,0 +1,116 @@
+"""What each capture holds and has left, rebuilt from the provider's record.
+
+Refunds are booked on captures with the provider's own allocation rule (the three
+conditions of Klarna's "Refund allocation" article): a refund is allocated to capture C
+only when no earlier refund failed allocation, its lines add up exactly to its amount, all
+its line references are on C, and it stays within what C has left. A refund that fails is
+*misallocated*, and so is every refund after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from plugin.domain.provider import ProviderCapture, ProviderLine, ProviderRefund
+from plugin.domain.references import CAPTURE_PREFIX
+
+
+@dataclass
+class ReferenceState:
+    """One line reference on one capture, and how much of it was refunded."""
+
+    line: ProviderLine
+    refunded_quantity: int = 0
+    refunded_amount: int = 0
+    refunded_tax: int = 0
+
+    @property
+    def quantity_left(self) -> int:
+        return self.line.quantity - self.refunded_quantity
+
+    @property
+    def amount_left(self) -> int:
+        return self.line.total_amount - self.refunded_amount
+
+
+@dataclass
+class CaptureState:
+    key: str
+    """KOM's capture reference (``kom:s:...``) or, for captures made elsewhere, the capture id."""
+    capture_id: str | None
+    parcel: int
+    captured_amount: int
+    references: dict[str, ReferenceState]
+    refunded: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.captured_amount - self.refunded
+
+
+@dataclass
+class Ledger:
+    captures: list[CaptureState] = field(default_factory=list)
+    misallocated: list[tuple[str, str]] = field(default_factory=list)
+    """(refund id or reference, reason) of refunds whose allocation failed."""
+
+    def add_capture(self, capture: ProviderCapture) -> CaptureState:
+        own = capture.reference is not None and capture.reference.startswith(CAPTURE_PREFIX)
+        key = capture.reference if own and capture.reference else capture.capture_id
+        references: dict[str, ReferenceState] = {}
+        for line in capture.lines:
+            if line.reference and line.reference not in references:
+                references[line.reference] = ReferenceState(line)
+        state = CaptureState(
+            key=key,
+            capture_id=capture.capture_id or None,
+            parcel=len(self.captures) + 1,
+            captured_amount=capture.captured_amount,
+            references=references,
+        )
+        self.captures.append(state)
+        return state
+
+    def why_not_allocatable(self, amount: int, lines: Iterable[ProviderLine]) -> str | CaptureState:
+        """The capture this refund would be allocated to, or the reason it would not be."""
+        lines = list(lines)
+        if self.misallocated:
+            return "an earlier refund on this order failed allocation"
+        if not lines:
+            return "the refund has no order lines"
+        if sum(line.total_amount for line in lines) != amount:
+            return "its order lines do not add up to the refunded amount"
+        references = {line.reference for line in lines}
+        holders = [c for c in self.captures if all(r in c.references for r in references)]
+        if len(holders) != 1:
+            return "its line references do not belong to exactly one capture"
+        capture = holders[0]
+        if amount > capture.left:
+            return f"it exceeds what capture {capture.parcel} has left"
+        return capture
+
+    def book(self, refund_id: str, amount: int, lines: Iterable[ProviderLine]) -> CaptureState | None:
+        lines = list(lines)
+        target = self.why_not_allocatable(amount, lines)
+        if isinstance(target, str):
+            self.misallocated.append((refund_id, target))
+            return None
+        target.refunded += amount
+        for line in lines:
+            assert line.reference is not None
+            state = target.references[line.reference]
+            if not line.goodwill:
+                state.refunded_quantity += line.quantity
+            state.refunded_amount += line.total_amount
+            state.refunded_tax += line.total_tax_amount
+        return target
+
+
+def build_ledger(captures: Iterable[ProviderCapture], refunds: Iterable[ProviderRefund]) -> Ledger:
+    ledger = Ledger()
+    for capture in captures:
+        ledger.add_capture(capture)
+    for refund in refunds:
+        ledger.book(refund.refund_id or (refund.reference or "?"), refund.refunded_amount, refund.lines)
+    return ledger
