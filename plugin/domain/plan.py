@@ -16,7 +16,7 @@ from plugin.domain.ledger import Ledger, build_ledger
 from plugin.domain.normalize import InvalidOrder, fold_order_discounts, order_problems
 from plugin.domain.policy import Policy
 from plugin.domain.provider import ProviderCapture, ProviderOrder
-from plugin.domain.references import line_tokens, refund_reference_prefix
+from plugin.domain.references import line_tokens, refund_parts, refund_reference_prefix
 from plugin.domain.refunds import allocate_refund, as_provider_line
 from plugin.domain.snapshot import Order, RefundRequest
 
@@ -53,12 +53,17 @@ def plan(order: Order, provider: ProviderOrder, policy: Policy | None = None) ->
         prefix = refund_reference_prefix(request.id)
         return [i for i, r in enumerate(provider.refunds) if (r.reference or "").startswith(prefix)]
 
+    def unfinished(request: RefundRequest) -> bool:
+        sent = [provider.refunds[i].reference or "" for i in own_positions(request)]
+        return bool(sent) and len(sent) < min(refund_parts(ref) or 0 for ref in sent)
+
     requests = sorted(order.refunds, key=lambda r: (r.created_at, r.id))
-    # A refund already (partly) sent can only be unfinished if it is the latest thing
-    # refunded: anything sent after it means it was complete by then.
-    latest = next(
-        (r for r in requests if own_positions(r) and own_positions(r)[-1] == len(provider.refunds) - 1), None
-    )
+    # A refund can only be left unfinished as the latest thing refunded: the worker
+    # finishes a refund before it starts the next one.
+    latest = next((r for r in requests if unfinished(r)), None)
+    if latest is not None and own_positions(latest)[-1] != len(provider.refunds) - 1:
+        refusals.append(_partly_sent(latest))
+        latest = None
     if latest is not None and not ledger.misallocated:
         outcome = _finish(latest, own_positions(latest), order, provider, planned_captures, tokens, policy)
         if isinstance(outcome, Refusal):
@@ -103,12 +108,16 @@ def _finish(
     if any(
         r.reference not in wanted or wanted[r.reference].refunded_amount != r.refunded_amount for r in sent
     ):
-        return Refusal(
-            "refund",
-            request.id,
-            RefusalCode.PARTLY_SENT,
-            "Refund only partly sent, and the rest can no longer be computed the same way "
-            "(the order changed in between); check the provider order and finish it manually.",
-        )
+        return _partly_sent(request)
     done = {r.reference for r in sent}
     return [action for action in outcome if action.reference not in done]
+
+
+def _partly_sent(request: RefundRequest) -> Refusal:
+    return Refusal(
+        "refund",
+        request.id,
+        RefusalCode.PARTLY_SENT,
+        "Refund only partly sent, and the rest can no longer be computed the same way "
+        "(the order changed in between); check the provider order and finish it manually.",
+    )

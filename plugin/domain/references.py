@@ -91,11 +91,18 @@ def refund_reference_prefix(request_id: str) -> str:
     return f"{REFUND_PREFIX}{_request_token(request_id)}:"
 
 
-def refund_reference(request_id: str, capture_key: str) -> str:
+def refund_reference(request_id: str, capture_key: str, parts: int) -> str:
     """One refund per (platform refund, capture): its identity survives retries and restarts.
 
     ``capture_key`` is the capture's own reference for KOM's captures (known before the
     capture exists, so a plan can refund out of a capture it is about to make) and the
-    provider's capture id for captures made elsewhere.
+    provider's capture id for captures made elsewhere. ``parts`` is how many refunds the
+    platform refund was split into, so a finished one is recognised without recomputing it.
     """
-    return f"{refund_reference_prefix(request_id)}{short_hash(capture_key, 10)}"
+    return f"{refund_reference_prefix(request_id)}{short_hash(capture_key, 10)}/{parts}"
+
+
+def refund_parts(reference: str) -> int | None:
+    """The ``parts`` recorded in a refund reference built by refund_reference."""
+    _, _, parts = reference.rpartition("/")
+    return int(parts) if parts.isdigit() else None

@@ -215,7 +215,9 @@ def _refunds_per_capture(
     request: RefundRequest, picks: list[_Pick], provider_order_id: str, currency: str
 ) -> list[RefundAction]:
     actions = []
-    for capture in sorted({id(p.capture): p.capture for p in picks}.values(), key=lambda c: c.parcel):
+    involved = sorted({id(p.capture): p.capture for p in picks}.values(), key=lambda c: c.parcel)
+    involved = [c for c in involved if sum(p.amount for p in picks if p.capture is c) > 0]
+    for capture in involved:
         mine = sorted((p for p in picks if p.capture is capture), key=lambda p: p.goodwill)
         total = sum(p.amount for p in mine)
         if total > capture.left:
@@ -225,13 +227,11 @@ def _refunds_per_capture(
                 f"which has only {format_money(capture.left, currency)} left (the rest of it was paid "
                 "outside the provider or already refunded)",
             )
-        if total == 0:
-            continue
         key = f"refund:{request.id}:{capture.key}"
         actions.append(
             RefundAction(
                 key=key,
-                reference=refund_reference(request.id, capture.key),
+                reference=refund_reference(request.id, capture.key, len(involved)),
                 idempotency_key=idempotency_key(provider_order_id, key),
                 request_id=request.id,
                 capture=capture.capture_id or capture.key,

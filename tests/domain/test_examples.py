@@ -28,7 +28,9 @@ SEED = Order(
 )
 
 
-def run(order: Order, provider: ProviderOrder | None = None, policy: Policy | None = None) -> tuple[Plan, ProviderOrder]:
+def run(
+    order: Order, provider: ProviderOrder | None = None, policy: Policy | None = None
+) -> tuple[Plan, ProviderOrder]:
     """Plan, check every line, apply, and check that re-planning yields nothing."""
     provider = provider or authorized(order)
     result = plan(order, provider, policy)
@@ -48,10 +50,13 @@ def refunds_of(result: Plan) -> list[RefundAction]:
 
 
 def test_seed_order_becomes_two_captures_with_stable_references() -> None:
-    result, provider = run(SEED)
+    result, _provider = run(SEED)
     a, b = result.actions
     assert isinstance(a, CaptureAction) and isinstance(b, CaptureAction)
-    assert [(x.reference, x.quantity, x.total_amount) for x in a.lines] == [("TSHIRT/1", 1, 3000), ("JEANS/1", 1, 7000)]
+    assert [(x.reference, x.quantity, x.total_amount) for x in a.lines] == [
+        ("TSHIRT/1", 1, 3000),
+        ("JEANS/1", 1, 7000),
+    ]
     assert [(x.reference, x.total_amount) for x in b.lines] == [("SNEAKERS/2", 10000)]
     assert (a.captured_amount, b.captured_amount) == (10000, 10000)
     assert a.reference == "kom:s:f-A" and a.idempotency_key != b.idempotency_key
@@ -81,7 +86,9 @@ def test_return_spanning_both_parcels_becomes_two_refunds() -> None:
 
 def test_one_sku_shipped_two_plus_one_and_returned_one_plus_one() -> None:
     order = Order(
-        id="o-2", currency="EUR", lines=(line("l-1", "MUG", "Mug", 3, 1500),),
+        id="o-2",
+        currency="EUR",
+        lines=(line("l-1", "MUG", "Mug", 3, 1500),),
         shipments=(shipment("f-1", 1, **{"l-1": 2}), shipment("f-2", 2, **{"l-1": 1})),
     )
     result, provider = run(order)
@@ -89,7 +96,8 @@ def test_one_sku_shipped_two_plus_one_and_returned_one_plus_one() -> None:
     order = replace(order, refunds=(refund("r-1", 5, ("l-1", 1, "f-1"), ("l-1", 1, "f-2")),))
     result, provider = run(order, provider)
     assert [(r.parcel, r.lines[0].reference, r.refunded_amount) for r in refunds_of(result)] == [
-        (1, "MUG/1", 1500), (2, "MUG/2", 1500),
+        (1, "MUG/1", 1500),
+        (2, "MUG/2", 1500),
     ]
     # The last mug of parcel 1 can still be returned; a fourth cannot.
     order = replace(order, refunds=(*order.refunds, refund("r-2", 6, ("l-1", 2))))
@@ -99,13 +107,18 @@ def test_one_sku_shipped_two_plus_one_and_returned_one_plus_one() -> None:
 
 def test_three_units_for_1000_split_exactly_and_refund_what_was_captured() -> None:
     order = Order(
-        id="o-3", currency="EUR", lines=(line("l-1", "PEN", "Pen", 3, 334, total=1000),),
+        id="o-3",
+        currency="EUR",
+        lines=(line("l-1", "PEN", "Pen", 3, 334, total=1000),),
         shipments=tuple(shipment(f"f-{i}", i, **{"l-1": 1}) for i in range(3)),
     )
     result, provider = run(order)
     amounts = [a.lines[0].total_amount for a in result.actions]
     assert sum(amounts) == 1000 and sorted(amounts) == [333, 333, 334]
-    assert sum(a.lines[0].total_tax_amount for a in result.actions) == line("x", None, "x", 3, 334, total=1000).total_tax_amount
+    assert (
+        sum(a.lines[0].total_tax_amount for a in result.actions)
+        == line("x", None, "x", 3, 334, total=1000).total_tax_amount
+    )
     order = replace(order, refunds=tuple(refund(f"r-{i}", 10 + i, ("l-1", 1, f"f-{i}")) for i in range(3)))
     result, provider = run(order, provider)
     assert [r.refunded_amount for r in refunds_of(result)] == amounts
@@ -114,9 +127,13 @@ def test_three_units_for_1000_split_exactly_and_refund_what_was_captured() -> No
 @pytest.mark.parametrize("rates", [(2500, 1200, 600)])
 def test_mixed_tax_rates_stay_within_klarna_tolerance(rates: tuple[int, int, int]) -> None:
     order = Order(
-        id="o-4", currency="SEK",
+        id="o-4",
+        currency="SEK",
         lines=tuple(line(f"l-{r}", f"SKU{r}", f"Item {r}", 7, 1999, total=13990, tax_rate=r) for r in rates),
-        shipments=(shipment("f-1", 1, **{f"l-{r}": 3 for r in rates}), shipment("f-2", 2, **{f"l-{r}": 4 for r in rates})),
+        shipments=(
+            shipment("f-1", 1, **{f"l-{r}": 3 for r in rates}),
+            shipment("f-2", 2, **{f"l-{r}": 4 for r in rates}),
+        ),
     )
     result, _ = run(order)
     for r in rates:
@@ -127,7 +144,9 @@ def test_mixed_tax_rates_stay_within_klarna_tolerance(rates: tuple[int, int, int
 
 def test_jpy_has_no_minor_units() -> None:
     order = Order(
-        id="o-5", currency="JPY", lines=(line("l-1", "TEA", "Tea", 3, 1000, total=2999, tax_rate=800),),
+        id="o-5",
+        currency="JPY",
+        lines=(line("l-1", "TEA", "Tea", 3, 1000, total=2999, tax_rate=800),),
         shipments=(shipment("f-1", 1, **{"l-1": 1}), shipment("f-2", 2, **{"l-1": 2})),
     )
     result, provider = run(order)
@@ -139,7 +158,8 @@ def test_jpy_has_no_minor_units() -> None:
 
 def test_order_discount_is_carried_by_the_lines() -> None:
     order = Order(
-        id="o-6", currency="EUR",
+        id="o-6",
+        currency="EUR",
         lines=(line("l-1", "A", "A", 1, 6000), line("l-2", "B", "B", 2, 2000)),
         discounts=(OrderDiscount("d-1", "Voucher", 1000),),
         shipments=(shipment("f-1", 1, **{"l-1": 1}), shipment("f-2", 2, **{"l-2": 2})),
@@ -152,8 +172,12 @@ def test_order_discount_is_carried_by_the_lines() -> None:
     assert [r.refunded_amount for r in refunds_of(result)] == [1800]
 
 
-@pytest.mark.parametrize(("fee_policy", "parcel"), [(ShippingFeePolicy.FIRST_PARCEL, 0), (ShippingFeePolicy.LAST_PARCEL, 1)])
-def test_shipping_captured_once_and_refunded_from_its_capture(fee_policy: ShippingFeePolicy, parcel: int) -> None:
+@pytest.mark.parametrize(
+    ("fee_policy", "parcel"), [(ShippingFeePolicy.FIRST_PARCEL, 0), (ShippingFeePolicy.LAST_PARCEL, 1)]
+)
+def test_shipping_captured_once_and_refunded_from_its_capture(
+    fee_policy: ShippingFeePolicy, parcel: int
+) -> None:
     order = replace(SEED, shipping=Shipping("Home delivery", 495, 2500, 99))
     policy = Policy(shipping_fee=fee_policy)
     result, provider = run(order, policy=policy)
@@ -217,7 +241,9 @@ def test_a_misallocated_refund_made_elsewhere_stops_all_later_refunds() -> None:
 
 def test_origin_policy_latest_first() -> None:
     order = Order(
-        id="o-7", currency="EUR", lines=(line("l-1", "MUG", "Mug", 2, 1500),),
+        id="o-7",
+        currency="EUR",
+        lines=(line("l-1", "MUG", "Mug", 2, 1500),),
         shipments=(shipment("f-1", 1, **{"l-1": 1}), shipment("f-2", 2, **{"l-1": 1})),
         refunds=(refund("r-1", 5, ("l-1", 1)),),
     )
@@ -239,7 +265,7 @@ def test_partly_sent_refund_is_finished_not_repeated() -> None:
 
 def test_gift_card_share_rides_on_each_capture() -> None:
     order = replace(SEED, gift_cards=(GiftCardPayment("g-1", 5000, code="SECRET-CODE"),))
-    result, provider = run(order)
+    result, _provider = run(order)
     assert sum(a.captured_amount for a in result.actions) == 15000 == authorized(order).order_amount
     assert all("SECRET" not in x.reference for a in result.actions for x in a.lines)
 
@@ -258,7 +284,8 @@ def test_vanished_shipment_is_not_captured_again() -> None:
 
 def test_duplicate_skus_get_distinct_references() -> None:
     order = Order(
-        id="o-8", currency="EUR",
+        id="o-8",
+        currency="EUR",
         lines=(line("l-1", "GIFT", "Gift A", 1, 100), line("l-2", "GIFT", "Gift B", 1, 200)),
         shipments=(shipment("f-1", 1, **{"l-1": 1, "l-2": 1}),),
     )
