@@ -1,0 +1,1 @@
+"""Use cases: sync one order between the platform and the payment provider."""
