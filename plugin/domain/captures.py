@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from plugin.domain.actions import CaptureAction, PlannedLine, Refusal, RefusalCode, idempotency_key
 from plugin.domain.ledger import Ledger
-from plugin.domain.lines import part_tax, planned_line, value_of_units
+from plugin.domain.lines import part_tax, planned_line, value_of_next_units
 from plugin.domain.policy import Policy, ShippingFeePolicy
 from plugin.domain.provider import ProviderCapture, ProviderLine
 from plugin.domain.references import (
@@ -67,8 +67,7 @@ def _goods_value(order: Order, book: CaptureBook, tokens: dict[str, str]) -> tup
 
 
 def _goods_line(line: OrderLine, token: str, parcel: int, units: int, done: Captured) -> PlannedLine:
-    amount = value_of_units(line.quantity, line.unit_price, line.total_amount, done.quantity + units)
-    amount -= done.amount
+    amount = value_of_next_units(line.total_amount - done.amount, line.quantity - done.quantity, units)
     tax = part_tax(line.total_amount, line.total_tax_amount, line.tax_rate, done.amount, done.tax, amount)
     name = f"{line.name} ({line.variant})" if line.variant else line.name
     return planned_line(
@@ -110,10 +109,13 @@ def plan_captures(
     if not policy.capture_shipments:
         return actions, refusals
     gift_total = sum(g.amount for g in order.gift_cards)
-    for shipment in sorted(order.shipments, key=lambda s: (s.created_at, s.id)):
+    uncaptured = [
+        s for s in sorted(order.shipments, key=lambda s: (s.created_at, s.id))
+        if capture_reference(s.id) not in captured_refs
+    ]  # fmt: skip
+    completing = _completing_shipment(order, book, tokens, uncaptured)
+    for shipment in uncaptured:
         reference = capture_reference(shipment.id)
-        if reference in captured_refs:
-            continue
         parcel = len(ledger.captures) + 1
         trial = copy.deepcopy(book)  # becomes the book only if this parcel is captured
         lines: list[PlannedLine] = []
@@ -140,7 +142,7 @@ def plan_captures(
             continue
         for planned in lines:
             trial.add(planned)
-        lines.extend(_shipping_line(order, trial, tokens, parcel, policy))
+        lines.extend(_shipping_line(order, trial, parcel, policy, shipment is completing))
         lines.extend(_gift_card_line(order, trial, tokens, parcel, gift_total))
         amount = sum(line.total_amount for line in lines)
         if amount <= 0:
@@ -174,17 +176,31 @@ def plan_captures(
     return actions, refusals
 
 
-def _fully_captured(order: Order, book: CaptureBook, tokens: dict[str, str]) -> bool:
-    return all(book.get(tokens[line.id]).quantity >= line.quantity for line in order.lines)
+def _completing_shipment(
+    order: Order, book: CaptureBook, tokens: dict[str, str], uncaptured: list[Shipment]
+) -> Shipment | None:
+    """The last uncaptured shipment, if with it every unit of the order has shipped.
+
+    Counted as captured units plus the units of uncaptured shipments, so a shipment the
+    platform dropped after it was captured (Saleor does, on returns) still counts.
+    """
+    pending: dict[str, int] = {}
+    for shipment in uncaptured:
+        for item in shipment.lines:
+            pending[item.line_id] = pending.get(item.line_id, 0) + item.quantity
+    complete = all(
+        book.get(tokens[line.id]).quantity + pending.get(line.id, 0) >= line.quantity for line in order.lines
+    )
+    return uncaptured[-1] if uncaptured and complete else None
 
 
 def _shipping_line(
-    order: Order, book: CaptureBook, tokens: dict[str, str], parcel: int, policy: Policy
+    order: Order, book: CaptureBook, parcel: int, policy: Policy, completes_order: bool
 ) -> list[PlannedLine]:
     shipping = order.shipping
     if shipping is None or shipping.amount == 0 or book.get(SHIPPING_TOKEN).quantity > 0:
         return []
-    if policy.shipping_fee is ShippingFeePolicy.LAST_PARCEL and not _fully_captured(order, book, tokens):
+    if policy.shipping_fee is ShippingFeePolicy.LAST_PARCEL and not completes_order:
         return []
     line = planned_line(
         reference=line_reference(SHIPPING_TOKEN, parcel),

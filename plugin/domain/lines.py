@@ -1,23 +1,30 @@
 """Cutting one line into parts (parcels, returns) whose amounts and taxes add up exactly.
 
-Every part is computed cumulatively: the first ``n`` units of a line are worth
-``n*unit_price - round(discount*n/quantity)``, and the part that completes the line takes
-exactly what is left. Taxes follow the same idea so that each part's tax stays within
-Klarna's ±1 tolerance and all parts' taxes add up to the line's tax.
+Every part is cut from what is left of the line: ``k`` of the ``n`` units left are worth
+``ceil(left * k / n)``, and the part that completes the line takes exactly what is left.
+Taxes are cut cumulatively so that each part's tax stays within Klarna's ±1 tolerance and
+all parts' taxes add up to the line's tax.
 """
 
 from __future__ import annotations
 
 from plugin.domain.actions import PlannedLine
-from plugin.domain.rounding import div_round, tax_of_gross, tax_within_tolerance
+from plugin.domain.rounding import tax_of_gross, tax_within_tolerance
 
 
-def value_of_units(quantity: int, unit_price: int, total: int, units: int) -> int:
-    """Value of the first ``units`` of a line of ``quantity`` units worth ``total`` in all."""
-    if units >= quantity:
-        return total
-    discount = quantity * unit_price - total
-    return units * unit_price - div_round(discount * units, quantity)
+def value_of_next_units(amount_left: int, quantity_left: int, units: int) -> int:
+    """Value of the next ``units`` of a line that has ``amount_left`` over ``quantity_left`` units.
+
+    Rounded up, so a part is worth nothing only when nothing is left of the line (a part
+    that is free now stays free, whatever happens to the line later); the part that takes
+    the last unit takes exactly what is left. ``n`` units never cost more than ``n`` list
+    prices, because what is left never does.
+    """
+    if units >= quantity_left:
+        return amount_left
+    if amount_left <= 0:
+        return 0
+    return -(-amount_left * units // quantity_left)
 
 
 def clamp_tax(amount: int, tax: int, tax_rate: int) -> int:

@@ -5,8 +5,8 @@ Rules (each one keeps Klarna's three allocation conditions true):
   the earliest (policy: or latest) capture that still has unrefunded units of that line.
 - Each refund's lines use the references exactly as the provider recorded them on that
   capture, and each refund holds lines of one capture only.
-- k returned units are worth what k units were captured for (cumulative rounding against
-  the captured line); the last unit of a captured line refunds exactly what is left of it.
+- k of the n units left on a captured line are worth ceil(left * k / n) (the same rule that
+  cut the line into parcels); the last unit refunds exactly what is left of it.
 - "Include shipping" refunds what is left of the shipping line, on the capture holding it.
 - When the platform asks for less than the returned goods are worth (a restocking fee,
   a partial refund), the difference is taken off the refund lines in proportion to their
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from plugin.domain.actions import PlannedLine, RefundAction, Refusal, RefusalCode, idempotency_key
 from plugin.domain.ledger import CaptureState, Ledger, ReferenceState
-from plugin.domain.lines import part_tax, planned_line, value_of_units
+from plugin.domain.lines import part_tax, planned_line, value_of_next_units
 from plugin.domain.money import format_money
 from plugin.domain.policy import OriginPolicy, Policy
 from plugin.domain.provider import ProviderLine
@@ -152,15 +152,7 @@ def _pick_shipping(ledger: Ledger) -> list[_Pick]:
 def _price_picks(picks: list[_Pick]) -> None:
     for pick in picks:
         state = pick.state
-        line = state.line
-        if state.refunded_quantity + pick.quantity >= line.quantity:
-            pick.amount = state.amount_left  # the last unit refunds exactly what is left
-            continue
-        before = value_of_units(line.quantity, line.unit_price, line.total_amount, state.refunded_quantity)
-        after = value_of_units(
-            line.quantity, line.unit_price, line.total_amount, state.refunded_quantity + pick.quantity
-        )
-        pick.amount = max(0, min(after - before, state.amount_left))
+        pick.amount = value_of_next_units(state.amount_left, state.quantity_left, pick.quantity)
 
 
 def _reduce(picks: list[_Pick], reduction: int) -> None:

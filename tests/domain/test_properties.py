@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin.domain.actions import CaptureAction, Plan, RefundAction
@@ -170,7 +170,7 @@ def check_provider(provider: ProviderOrder) -> None:
     assert len(shipping) <= 1
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings()
 @given(scenarios())
 def test_random_orders_parcels_and_refunds_keep_every_invariant(
     scenario: tuple[Order, list[tuple[str, object]], Policy],
@@ -210,7 +210,7 @@ def test_random_orders_parcels_and_refunds_keep_every_invariant(
         )
 
 
-@settings(max_examples=150, deadline=None)
+@settings()
 @given(scenarios(), st.integers(0, 20))
 def test_a_plan_interrupted_anywhere_finishes_the_same_way(
     scenario: tuple[Order, list[tuple[str, object]], Policy], cut: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
 from adapters.klarna.mapping import capture_request, refund_request
 from plugin.domain.actions import CaptureAction
@@ -22,7 +22,7 @@ TRACKINGS = [
 ]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings()
 @given(scenarios())
 def test_capture_and_refund_bodies_from_random_plans_match_the_spec(
     scenario: tuple[Order, list[tuple[str, object]], Policy],

@@ -1,0 +1,216 @@
+"""``kom demo``: the seed scenario, end to end over real HTTP, printed as invoices.
+
+Starts the Order Management sandbox on a free loopback port and drives it through KOM's
+real planner, sync use case and Klarna client. Each capture is an invoice for the shopper;
+each refund shows the invoice the sandbox's allocation ledger booked it on (the ledger
+applies the three conditions of Klarna's "Refund allocation" article).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from adapters.klarna.client import OrderManagementClient
+from adapters.klarna.models import Order as KlarnaOrder
+from adapters.klarna.provider import KlarnaProvider
+from adapters.klarna.sandbox.app import create_app
+from adapters.klarna.sandbox.auth import DEMO_API_KEY
+from adapters.klarna.sandbox.server import serve_in_thread
+from plugin.domain.money import format_money
+from plugin.domain.rounding import tax_of_gross
+from plugin.domain.snapshot import (
+    Order,
+    OrderLine,
+    RefundLine,
+    RefundRequest,
+    Shipment,
+    ShipmentLine,
+    Shipping,
+    Tracking,
+)
+from plugin.service.sync import sync_order
+
+_T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _line(line_id: str, sku: str, name: str, quantity: int, unit_price: int) -> OrderLine:
+    total = quantity * unit_price
+    return OrderLine(
+        id=line_id,
+        sku=sku,
+        name=name,
+        quantity=quantity,
+        unit_price=unit_price,
+        total_amount=total,
+        tax_rate=2500,
+        total_tax_amount=tax_of_gross(total, 2500),
+    )
+
+
+def seed_order(with_shipping: bool = False) -> Order:
+    """The article's order: T-shirt and jeans in parcel A, sneakers in parcel B."""
+    return Order(
+        id="demo-1001",
+        number="1001",
+        currency="EUR",
+        lines=(
+            _line("line-tshirt", "TSHIRT-M-BLUE", "T-shirt", 1, 3000),
+            _line("line-jeans", "JEANS-32-32", "Jeans", 1, 7000),
+            _line("line-sneakers", "SNEAKERS-42", "Sneakers", 1, 10000),
+        ),
+        shipping=Shipping("Home delivery", 495, 2500, 99) if with_shipping else None,
+        shipments=(
+            Shipment(
+                "parcel-A",
+                _T0,
+                (ShipmentLine("line-tshirt", 1), ShipmentLine("line-jeans", 1)),
+                Tracking("PostNord", "PN-1001-A"),
+            ),
+            Shipment(
+                "parcel-B",
+                _T0 + timedelta(days=1),
+                (ShipmentLine("line-sneakers", 1),),
+                Tracking("DHL", "DHL-77"),
+            ),
+        ),
+    )
+
+
+class _Printer:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def heading(self, text: str) -> None:
+        print()
+        print(f"\033[1m{text}\033[0m" if self.color else text)
+        print("=" * len(text))
+
+    def table(self, rows: list[list[str]], header: list[str]) -> None:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        fmt = "  ".join(f"{{:{'>' if i in self._numeric(header) else '<'}{w}}}" for i, w in enumerate(widths))
+        print("  " + fmt.format(*header))
+        print("  " + "  ".join("-" * w for w in widths))
+        for row in rows:
+            print("  " + fmt.format(*row))
+
+    @staticmethod
+    def _numeric(header: list[str]) -> set[int]:
+        return {i for i, h in enumerate(header) if h in {"qty", "amount", "tax", "left", "refunded"}}
+
+
+async def _create_order(http: httpx.AsyncClient, base_url: str, order: Order) -> str:
+    amount = sum(line.total_amount for line in order.lines) + (order.shipping.amount if order.shipping else 0)
+    response = await http.post(
+        f"{base_url}/_sandbox/orders", json={"purchase_currency": order.currency, "order_amount": amount}
+    )
+    response.raise_for_status()
+    return str(response.json()["order_id"])
+
+
+def _print_invoices(out: _Printer, state: KlarnaOrder, currency: str) -> None:
+    for capture in state.captures:
+        left = capture.captured_amount - (capture.refunded_amount or 0)
+        print(
+            f"\n  Invoice {capture.klarna_reference}  ({capture.description})  captured "
+            f"{format_money(capture.captured_amount, currency)}, refunded "
+            f"{format_money(capture.refunded_amount or 0, currency)}, left {format_money(left, currency)}"
+        )
+        out.table(
+            [
+                [
+                    line.reference or "",
+                    line.name,
+                    str(line.quantity),
+                    format_money(line.total_amount, currency),
+                    format_money(line.total_tax_amount or 0, currency),
+                ]
+                for line in capture.order_lines or []
+            ],
+            ["reference", "item", "qty", "amount", "tax"],
+        )
+
+
+async def _print_refunds(
+    out: _Printer, http: httpx.AsyncClient, base_url: str, state: KlarnaOrder, currency: str
+) -> bool:
+    ledger = (await http.get(f"{base_url}/_sandbox/orders/{state.order_id}/ledger")).json()
+    booked = {entry["refund_id"]: entry for entry in ledger["refunds"]}
+    rows = []
+    all_allocated = True
+    for refund in state.refunds:
+        entry = booked[refund.refund_id]
+        all_allocated &= bool(entry["allocated"])
+        where = (
+            entry["capture_klarna_reference"] if entry["allocated"] else f"NOT ALLOCATED: {entry['reason']}"
+        )
+        refs = ", ".join(f"{line.reference} ×{line.quantity}" for line in refund.order_lines or [])
+        rows.append([refund.description or "", refs, format_money(refund.refunded_amount, currency), where])
+    out.table(rows, ["refund", "lines", "amount", "booked on invoice"])
+    return all_allocated
+
+
+async def _scenario(
+    out: _Printer, http: httpx.AsyncClient, base_url: str, title: str, order: Order, returns: RefundRequest
+) -> bool:
+    client = OrderManagementClient(base_url=base_url, api_key=DEMO_API_KEY, http_client=http)
+    provider = KlarnaProvider(client)
+    klarna_id = await _create_order(http, base_url, order)
+    out.heading(f"{title}: two parcels, two captures")
+    result = await sync_order(order, klarna_id, provider)
+    print(f"  KOM made {len(result.done)} captures on Klarna order {klarna_id}")
+    state = await client.get_order(klarna_id)
+    _print_invoices(out, state, order.currency)
+
+    order = replace(order, refunds=(returns,))
+    out.heading(f"{title}: {returns.reason}")
+    result = await sync_order(order, klarna_id, provider)
+    for refusal in result.refusals:
+        print(f"  refused: {refusal.message}")
+    state = await client.get_order(klarna_id)
+    ok = await _print_refunds(out, http, base_url, state, order.currency)
+    _print_invoices(out, state, order.currency)
+    again = await sync_order(order, klarna_id, provider)
+    print(f"\n  Running the sync again changes nothing: {len(again.done)} new provider calls.")
+    return ok and not again.done
+
+
+async def run_demo(color: bool = True) -> int:
+    out = _Printer(color)
+    with serve_in_thread(create_app()) as base_url:
+        print(f"Order Management sandbox listening on {base_url}")
+        async with httpx.AsyncClient() as http:
+            seed = seed_order()
+            ok = await _scenario(
+                out,
+                http,
+                base_url,
+                "Seed order",
+                seed,
+                RefundRequest(
+                    "refund-1",
+                    _T0 + timedelta(days=5),
+                    (RefundLine("line-sneakers", 1),),
+                    reason="Returning the sneakers",
+                ),
+            )
+            harder = replace(seed_order(with_shipping=True), id="demo-1002", number="1002")
+            ok &= await _scenario(
+                out,
+                http,
+                base_url,
+                "Harder case",
+                harder,
+                RefundRequest(
+                    "refund-2",
+                    _T0 + timedelta(days=5),
+                    (RefundLine("line-tshirt", 1), RefundLine("line-sneakers", 1)),
+                    include_shipping=True,
+                    reason="Return spanning both parcels, shipping refunded",
+                ),
+            )
+    print()
+    print("Every refund was booked on the invoice that shipped its goods." if ok else "ALLOCATION FAILED")
+    return 0 if ok else 1

@@ -1,0 +1,144 @@
+"""sync_order end to end: real planner, real client, the sandbox on a real loopback socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+
+import httpx
+import pytest
+
+from adapters.klarna.client import OrderManagementClient, RetryPolicy
+from adapters.klarna.errors import OutcomeUnknown
+from adapters.klarna.provider import KlarnaProvider
+from adapters.klarna.sandbox import DEMO_API_KEY, Fault, SandboxState, create_app
+from adapters.klarna.sandbox.server import serve_in_thread
+from plugin.demo import seed_order
+from plugin.domain.snapshot import Order, RefundLine, RefundRequest
+from plugin.service.sync import sync_order
+from tests.domain.builders import at
+
+
+@dataclass
+class Sandbox:
+    state: SandboxState
+    base_url: str
+    http: httpx.AsyncClient
+
+    def provider(self, attempts: int = 4) -> KlarnaProvider:
+        async def no_sleep(_: float) -> None:
+            return None
+
+        retry = RetryPolicy(max_attempts=attempts, sleep=no_sleep)
+        client = OrderManagementClient(
+            base_url=self.base_url, api_key=DEMO_API_KEY, http_client=self.http, retry=retry
+        )
+        return KlarnaProvider(client)
+
+    async def new_order(self, order: Order) -> str:
+        amount = sum(line.total_amount for line in order.lines) + (
+            order.shipping.amount if order.shipping else 0
+        )
+        response = await self.http.post(
+            f"{self.base_url}/_sandbox/orders",
+            json={"purchase_currency": order.currency, "order_amount": amount},
+        )
+        assert response.status_code == 201
+        return str(response.json()["order_id"])
+
+    async def ledger(self, order_id: str) -> dict[str, object]:
+        body: dict[str, object] = (
+            await self.http.get(f"{self.base_url}/_sandbox/orders/{order_id}/ledger")
+        ).json()
+        return body
+
+    def writes(self, suffix: str) -> list[object]:
+        return [r for r in self.state.request_log() if r.method == "POST" and r.path.endswith(suffix)]
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[SandboxState, str]]:
+    state = SandboxState()
+    with serve_in_thread(create_app(state)) as base_url:
+        yield state, base_url
+
+
+@pytest.fixture
+async def sandbox(served: tuple[SandboxState, str]) -> AsyncIterator[Sandbox]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        yield Sandbox(served[0], served[1], http)
+
+
+SNEAKERS = RefundRequest("r-1", at(100), (RefundLine("line-sneakers", 1),), reason="Returning the sneakers")
+SPANNING = RefundRequest("r-2", at(100), (RefundLine("line-tshirt", 1), RefundLine("line-sneakers", 1)))
+
+
+async def test_seed_order_captures_per_parcel_and_refund_lands_on_capture_b(sandbox: Sandbox) -> None:
+    order = seed_order()
+    klarna_id = await sandbox.new_order(order)
+    provider = sandbox.provider()
+    result = await sync_order(order, klarna_id, provider)
+    assert len(result.done) == 2
+    result = await sync_order(replace(order, refunds=(SNEAKERS,)), klarna_id, provider)
+    assert len(result.done) == 1
+    ledger = await sandbox.ledger(klarna_id)
+    captures, refunds = ledger["captures"], ledger["refunds"]
+    assert isinstance(captures, list) and isinstance(refunds, list)
+    assert [r["capture_id"] for r in refunds] == [captures[1]["capture_id"]]
+    assert all(r["allocated"] for r in refunds)
+
+
+async def test_return_spanning_both_parcels_is_two_allocated_refunds(sandbox: Sandbox) -> None:
+    order = seed_order(with_shipping=True)
+    klarna_id = await sandbox.new_order(order)
+    provider = sandbox.provider()
+    await sync_order(order, klarna_id, provider)
+    await sync_order(replace(order, refunds=(SPANNING,)), klarna_id, provider)
+    ledger = await sandbox.ledger(klarna_id)
+    refunds = ledger["refunds"]
+    assert isinstance(refunds, list) and len(refunds) == 2 and all(r["allocated"] for r in refunds)
+    assert ledger["unallocated_amount"] == 0
+
+
+async def test_503_then_success_captures_once(sandbox: Sandbox) -> None:
+    order = seed_order()
+    klarna_id = await sandbox.new_order(order)
+    sandbox.state.faults.add(Fault.http_error(503, method="POST", path="/captures$"), count=2)
+    result = await sync_order(order, klarna_id, sandbox.provider())
+    assert len(result.done) == 2
+    assert len(sandbox.writes("/captures")) == 4  # two refused by the fault, two real
+    order_json = (await sandbox.http.get(f"{sandbox.base_url}/_sandbox/orders")).json()
+    assert sum(len(o["captures"]) for o in order_json if o["order_id"] == klarna_id) == 2
+
+
+async def test_lost_capture_response_is_retried_with_the_same_key_and_captured_once(sandbox: Sandbox) -> None:
+    order = seed_order()
+    klarna_id = await sandbox.new_order(order)
+    sandbox.state.faults.add(Fault.lost_response(method="POST", path="/captures$"))
+    result = await sync_order(order, klarna_id, sandbox.provider())
+    assert len(result.done) == 2
+    first, retry, second = sandbox.writes("/captures")
+    assert first.idempotency_key == retry.idempotency_key != second.idempotency_key  # type: ignore[attr-defined]
+    assert len(sandbox.state.get(klarna_id).captures) == 2
+
+
+async def test_outcome_unknown_then_a_later_pass_sees_the_capture_and_does_not_repeat_it(
+    sandbox: Sandbox,
+) -> None:
+    order = seed_order()
+    klarna_id = await sandbox.new_order(order)
+    sandbox.state.faults.add(Fault.lost_response(method="POST", path="/captures$"))
+    with pytest.raises(OutcomeUnknown):
+        await sync_order(order, klarna_id, sandbox.provider(attempts=1))  # e.g. the worker died here
+    assert len(sandbox.state.get(klarna_id).captures) == 1
+    result = await sync_order(order, klarna_id, sandbox.provider())
+    assert [d.action.key for d in result.done] == ["capture:parcel-B"]
+    assert len(sandbox.state.get(klarna_id).captures) == 2
+
+
+async def test_rate_limited_then_success(sandbox: Sandbox) -> None:
+    order = seed_order()
+    klarna_id = await sandbox.new_order(order)
+    sandbox.state.faults.add(Fault.rate_limited(method="GET"))
+    result = await sync_order(order, klarna_id, sandbox.provider())
+    assert len(result.done) == 2
