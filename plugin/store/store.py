@@ -1,0 +1,561 @@
+"""The Store: every read and write KOM makes to its database, as small async methods.
+
+One engine per process (SQLite through aiosqlite by default, PostgreSQL at scale). Work
+on orders is claimed with a lease: one UPDATE ... RETURNING picks the next due order whose
+lease is free, so two workers never hold the same order (SQLite serialises writers; on
+PostgreSQL the inner SELECT skips locked rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, event, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from plugin.domain.policy import OriginPolicy, Policy, ShippingFeePolicy
+from plugin.store import tables as t
+from plugin.store.secrets import SecretBox
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def async_url(url: str) -> str:
+    """``sqlite:///x.db`` -> ``sqlite+aiosqlite:///x.db``; PostgreSQL gets an async driver too."""
+    for plain, driver in (("sqlite://", "sqlite+aiosqlite://"), ("postgresql://", "postgresql+asyncpg://")):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Installation:
+    id: int
+    platform: str
+    api_url: str
+    app_id: str
+    token: str
+    jwks: dict[str, Any]
+    jwks_fetched_at: datetime
+
+    def __repr__(self) -> str:  # the token never shows up in logs or tracebacks
+        return f"Installation(id={self.id}, api_url={self.api_url!r}, app_id={self.app_id!r})"
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    channel: str
+    provider: str
+    environment: str
+    region: str
+    api_key: str
+    username: str | None
+    base_url: str | None
+    capture_mode: str = "on_fulfillment"
+    shipping_fee: str = ShippingFeePolicy.FIRST_PARCEL.value
+    unknown_origin: str = OriginPolicy.EARLIEST_FIRST.value
+
+    def policy(self, *, charge_requested: bool = False) -> Policy:
+        return Policy(
+            shipping_fee=ShippingFeePolicy(self.shipping_fee),
+            unknown_origin=OriginPolicy(self.unknown_origin),
+            capture_shipments=self.capture_mode == "on_fulfillment" or charge_requested,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ChannelSettings(channel={self.channel!r}, provider={self.provider!r}, "
+            f"environment={self.environment!r}, region={self.region!r}, api_key='***')"
+        )
+
+
+@dataclass(frozen=True)
+class OrderJob:
+    id: int
+    installation_id: int
+    platform_order_id: str
+    state: str
+    attempts: int
+    hints: int
+    reason: str | None = None
+    provider_order_id: str | None = None
+    order_number: str | None = None
+    due_at: datetime | None = None
+    updated_at: datetime | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    id: int
+    kind: str
+    request_id: str
+    psp_reference: str
+    transaction_id: str
+    body: dict[str, Any]
+    created_at: datetime
+    done: bool
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, box: SecretBox, clock: Clock = system_clock) -> None:
+        self.engine = engine
+        self.box = box
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls, url: str, box: SecretBox, clock: Clock = system_clock, *, create: bool = True
+    ) -> Store:
+        engine = create_async_engine(async_url(url), connect_args=_connect_args(url))
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if create:
+            async with engine.begin() as conn:
+                await conn.run_sync(t.metadata.create_all)
+        return cls(engine, box, clock)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # -- installations -------------------------------------------------------------
+
+    async def save_installation(
+        self, *, platform: str, api_url: str, app_id: str, token: str, jwks: dict[str, Any]
+    ) -> Installation:
+        """Store an installation; re-registering the same platform URL replaces token, app and keys."""
+        now = self.clock()
+        sealed = self.box.encrypt(token, context=f"token:{api_url}")
+        values = {
+            "platform": platform,
+            "app_id": app_id,
+            "token": sealed,
+            "jwks": jwks,
+            "jwks_fetched_at": now,
+        }
+        async with self.engine.begin() as conn:
+            existing = (
+                await conn.execute(select(t.installations.c.id).where(t.installations.c.api_url == api_url))
+            ).first()
+            if existing:
+                await conn.execute(
+                    update(t.installations)
+                    .where(t.installations.c.id == existing.id)
+                    .values(**values, updated_at=now)
+                )
+            else:
+                await conn.execute(
+                    insert(t.installations).values(**values, api_url=api_url, created_at=now, updated_at=now)
+                )
+        found = await self.installation_by_url(api_url)
+        assert found is not None
+        return found
+
+    async def installation_by_url(self, api_url: str) -> Installation | None:
+        return await self._installation(t.installations.c.api_url == api_url)
+
+    async def installation(self, installation_id: int) -> Installation | None:
+        return await self._installation(t.installations.c.id == installation_id)
+
+    async def installations(self) -> list[Installation]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.installations))).all()
+        return [self._to_installation(row) for row in rows]
+
+    async def _installation(self, where: Any) -> Installation | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.installations).where(where))).first()
+        return self._to_installation(row) if row else None
+
+    def _to_installation(self, row: Any) -> Installation:
+        return Installation(
+            id=row.id,
+            platform=row.platform,
+            api_url=row.api_url,
+            app_id=row.app_id,
+            token=self.box.decrypt(row.token, context=f"token:{row.api_url}"),
+            jwks=row.jwks,
+            jwks_fetched_at=row.jwks_fetched_at,
+        )
+
+    async def update_jwks(self, installation_id: int, jwks: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(t.installations)
+                .where(t.installations.c.id == installation_id)
+                .values(jwks=jwks, jwks_fetched_at=self.clock(), updated_at=self.clock())
+            )
+
+    async def delete_installation(self, api_url: str) -> bool:
+        """Drop an installation with its settings, secrets, orders, requests and reports."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(select(t.installations.c.id).where(t.installations.c.api_url == api_url))
+            ).first()
+            if row is None:
+                return False
+            for table in (t.channel_settings, t.orders, t.requests, t.reports):
+                await conn.execute(delete(table).where(table.c.installation_id == row.id))
+            await conn.execute(delete(t.installations).where(t.installations.c.id == row.id))
+        return True
+
+    # -- merchant settings ---------------------------------------------------------
+
+    async def save_settings(self, installation_id: int, settings: ChannelSettings) -> None:
+        values = {
+            "provider": settings.provider,
+            "environment": settings.environment,
+            "region": settings.region,
+            "api_key": self.box.encrypt(
+                settings.api_key, context=f"api_key:{installation_id}:{settings.channel}"
+            ),
+            "username": settings.username,
+            "base_url": settings.base_url,
+            "capture_mode": settings.capture_mode,
+            "shipping_fee": settings.shipping_fee,
+            "unknown_origin": settings.unknown_origin,
+            "updated_at": self.clock(),
+        }
+        key = (t.channel_settings.c.installation_id == installation_id) & (
+            t.channel_settings.c.channel == settings.channel
+        )
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(t.channel_settings.c.id).where(key))).first():
+                await conn.execute(update(t.channel_settings).where(key).values(**values))
+            else:
+                await conn.execute(
+                    insert(t.channel_settings).values(
+                        **values, installation_id=installation_id, channel=settings.channel
+                    )
+                )
+
+    async def settings_for(self, installation_id: int, channel: str | None) -> ChannelSettings | None:
+        """The channel's own settings, else the installation's default ("" channel)."""
+        wanted = [channel or "", ""]
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.channel_settings).where(
+                        (t.channel_settings.c.installation_id == installation_id)
+                        & t.channel_settings.c.channel.in_(wanted)
+                    )
+                )
+            ).all()
+        row = next((r for c in wanted for r in rows if r.channel == c), None)
+        if row is None:
+            return None
+        return ChannelSettings(
+            channel=row.channel,
+            provider=row.provider,
+            environment=row.environment,
+            region=row.region,
+            api_key=self.box.decrypt(row.api_key, context=f"api_key:{installation_id}:{row.channel}"),
+            username=row.username,
+            base_url=row.base_url,
+            capture_mode=row.capture_mode,
+            shipping_fee=row.shipping_fee,
+            unknown_origin=row.unknown_origin,
+        )
+
+    # -- the order queue -----------------------------------------------------------
+
+    async def touch_order(
+        self, installation_id: int, platform_order_id: str, *, number: str | None = None
+    ) -> None:
+        """A webhook hinted that this order changed: make it due now (durably, idempotently)."""
+        now = self.clock()
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        statement = dialect.insert(t.orders).values(
+            installation_id=installation_id,
+            platform_order_id=platform_order_id,
+            order_number=number,
+            state="pending",
+            attempts=0,
+            hints=1,
+            due_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["installation_id", "platform_order_id"],
+            set_={
+                "state": "pending",
+                "hints": t.orders.c.hints + 1,
+                "due_at": now,
+                "attempts": 0,
+                "order_number": func.coalesce(statement.excluded.order_number, t.orders.c.order_number),
+                "updated_at": now,
+            },
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def claim(self, worker_id: str, lease: timedelta) -> OrderJob | None:
+        """Lease the next due order to ``worker_id``; None when nothing is due."""
+        now = self.clock()
+        candidate = (
+            select(t.orders.c.id)
+            .where(
+                (t.orders.c.state == "pending")
+                & (t.orders.c.due_at <= now)
+                & or_(t.orders.c.lease_expires_at.is_(None), t.orders.c.lease_expires_at < now)
+            )
+            .order_by(t.orders.c.due_at, t.orders.c.id)
+            .limit(1)
+        )
+        if self.engine.dialect.name == "postgresql":
+            candidate = candidate.with_for_update(skip_locked=True)
+        statement = (
+            update(t.orders)
+            .where(t.orders.c.id == candidate.scalar_subquery())
+            .values(lease_owner=worker_id, lease_expires_at=now + lease, attempts=t.orders.c.attempts + 1)
+            .returning(*t.orders.c)
+        )
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(statement)).first()
+        return _job(row) if row else None
+
+    async def finish(
+        self,
+        job: OrderJob,
+        *,
+        state: str,
+        reason: str | None = None,
+        provider_order_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> bool:
+        """Record the outcome and release the lease. Returns False (and leaves the order
+        pending) when a webhook arrived while the order was being worked on."""
+        now = self.clock()
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+            "reason": reason,
+            "last_error": None,
+            "correlation_id": correlation_id,
+            "attempts": 0,
+        }
+        if provider_order_id:
+            values["provider_order_id"] = provider_order_id
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.orders)
+                .where((t.orders.c.id == job.id) & (t.orders.c.hints == job.hints))
+                .values(**values, state=state, synced_at=now)
+            )
+            if result.rowcount:
+                return True
+            await conn.execute(update(t.orders).where(t.orders.c.id == job.id).values(**values, due_at=now))
+        return False
+
+    async def retry_later(
+        self, job: OrderJob, *, error: str, delay: timedelta, give_up: bool, correlation_id: str | None = None
+    ) -> None:
+        """A transient failure: try again after ``delay``, or park the order for a human."""
+        now = self.clock()
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "last_error": error,
+            "updated_at": now,
+            "due_at": now + delay,
+            "correlation_id": correlation_id,
+        }
+        if give_up:
+            values.update(state="needs_attention", reason=error)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.orders).where(t.orders.c.id == job.id).values(**values))
+
+    async def retry_now(self, installation_id: int, platform_order_id: str) -> bool:
+        """An operator asked to retry an order (e.g. after fixing settings)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(t.orders)
+                .where(
+                    (t.orders.c.installation_id == installation_id)
+                    & (t.orders.c.platform_order_id == platform_order_id)
+                )
+                .values(state="pending", due_at=self.clock(), attempts=0, hints=t.orders.c.hints + 1)
+            )
+        return bool(result.rowcount)
+
+    async def order_job(self, installation_id: int, platform_order_id: str) -> OrderJob | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.orders).where(
+                        and_(
+                            t.orders.c.installation_id == installation_id,
+                            t.orders.c.platform_order_id == platform_order_id,
+                        )
+                    )
+                )
+            ).first()
+        return _job(row) if row else None
+
+    async def order_jobs(
+        self,
+        installation_id: int | None = None,
+        *,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[OrderJob]:
+        query = (
+            select(t.orders)
+            .order_by(t.orders.c.updated_at.desc(), t.orders.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        if installation_id is not None:
+            query = query.where(t.orders.c.installation_id == installation_id)
+        if state is not None:
+            query = query.where(t.orders.c.state == state)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_job(row) for row in rows]
+
+    async def queue_depth(self) -> int:
+        async with self.engine.connect() as conn:
+            count = (await conn.execute(select(func.count()).where(t.orders.c.state == "pending"))).scalar()
+        return int(count or 0)
+
+    # -- requests from the platform (refund / cancel / charge) ------------------------
+
+    async def record_request(
+        self,
+        *,
+        installation_id: int,
+        platform_order_id: str,
+        kind: str,
+        request_id: str,
+        psp_reference: str,
+        transaction_id: str,
+        body: dict[str, Any],
+        created_at: datetime,
+    ) -> StoredRequest:
+        """Record a platform request once; a duplicate delivery returns the first record."""
+        row = {
+            "installation_id": installation_id,
+            "platform_order_id": platform_order_id,
+            "kind": kind,
+            "request_id": request_id,
+            "psp_reference": psp_reference,
+            "transaction_id": transaction_id,
+            "body": body,
+            "created_at": created_at,
+            "done": False,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(t.requests).values(**row))
+        except IntegrityError:
+            pass  # the same request delivered again: keep the first
+        found = await self.requests_for(installation_id, platform_order_id, kind=kind)
+        return next(r for r in found if r.request_id == request_id)
+
+    async def requests_for(
+        self, installation_id: int, platform_order_id: str, *, kind: str | None = None
+    ) -> list[StoredRequest]:
+        query = (
+            select(t.requests)
+            .where(
+                (t.requests.c.installation_id == installation_id)
+                & (t.requests.c.platform_order_id == platform_order_id)
+            )
+            .order_by(t.requests.c.created_at, t.requests.c.id)
+        )
+        if kind is not None:
+            query = query.where(t.requests.c.kind == kind)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            StoredRequest(
+                r.id, r.kind, r.request_id, r.psp_reference, r.transaction_id, r.body, r.created_at, r.done
+            )
+            for r in rows
+        ]
+
+    async def mark_done(self, request_ids: Sequence[int]) -> None:
+        if not request_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.requests).where(t.requests.c.id.in_(request_ids)).values(done=True))
+
+    # -- outcomes reported to the platform -----------------------------------------------
+
+    async def reported(self, installation_id: int, psp_references: Sequence[str]) -> set[tuple[str, str]]:
+        if not psp_references:
+            return set()
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.reports.c.psp_reference, t.reports.c.type).where(
+                        (t.reports.c.installation_id == installation_id)
+                        & t.reports.c.psp_reference.in_(psp_references)
+                    )
+                )
+            ).all()
+        return {(r.psp_reference, r.type) for r in rows}
+
+    async def add_report(
+        self, installation_id: int, psp_reference: str, type: str, amount: int, message: str
+    ) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(t.reports).values(
+                        installation_id=installation_id,
+                        psp_reference=psp_reference,
+                        type=type,
+                        amount=amount,
+                        message=message,
+                        created_at=self.clock(),
+                    )
+                )
+        except IntegrityError:
+            pass
+
+
+def _job(row: Any) -> OrderJob:
+    return OrderJob(
+        id=row.id,
+        installation_id=row.installation_id,
+        platform_order_id=row.platform_order_id,
+        state=row.state,
+        attempts=row.attempts,
+        hints=row.hints,
+        reason=row.reason,
+        provider_order_id=row.provider_order_id,
+        order_number=row.order_number,
+        due_at=row.due_at,
+        updated_at=row.updated_at,
+        correlation_id=row.correlation_id,
+    )
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    # SQLite: wait for the writer lock instead of failing at once when two writers meet.
+    return {"timeout": 30} if url.startswith("sqlite") else {}
+
+
+def _sqlite_pragmas(connection: Any, _: Any) -> None:
+    # WAL: readers (the web process) never block the writer (the worker), and vice versa.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

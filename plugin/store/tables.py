@@ -1,0 +1,133 @@
+"""The database schema (SQLAlchemy Core). One row per installation, per channel setting,
+per order KOM tracks, per refund/cancel request the platform sent, per outcome reported."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+
+class UTC_DateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive storage) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+installations = Table(
+    "installations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("platform", String(32), nullable=False, default="saleor"),
+    Column("api_url", String(512), nullable=False, unique=True),
+    Column("app_id", String(255), nullable=False),
+    Column("token", LargeBinary, nullable=False),  # encrypted (secrets.py)
+    Column("jwks", JSON, nullable=False),
+    Column("jwks_fetched_at", UTC_DateTime(), nullable=False),
+    Column("created_at", UTC_DateTime(), nullable=False),
+    Column("updated_at", UTC_DateTime(), nullable=False),
+)
+
+channel_settings = Table(
+    "channel_settings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(255), nullable=False),  # "" = default for every channel
+    Column("provider", String(16), nullable=False),
+    Column("environment", String(16), nullable=False),
+    Column("region", String(8), nullable=False),
+    Column("api_key", LargeBinary, nullable=False),  # encrypted
+    Column("username", String(255)),
+    Column("base_url", String(512)),
+    Column("capture_mode", String(32), nullable=False),
+    Column("shipping_fee", String(32), nullable=False),
+    Column("unknown_origin", String(32), nullable=False),
+    Column("updated_at", UTC_DateTime(), nullable=False),
+    UniqueConstraint("installation_id", "channel"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("platform_order_id", String(255), nullable=False),
+    Column("order_number", String(64)),
+    Column("provider_order_id", String(255)),
+    Column("state", String(24), nullable=False),  # pending | in_sync | needs_attention
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("hints", Integer, nullable=False, default=0),  # bumped by every webhook for the order
+    Column("due_at", UTC_DateTime(), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UTC_DateTime()),
+    Column("last_error", Text),
+    Column("correlation_id", String(64)),
+    Column("created_at", UTC_DateTime(), nullable=False),
+    Column("updated_at", UTC_DateTime(), nullable=False),
+    Column("synced_at", UTC_DateTime()),
+    UniqueConstraint("installation_id", "platform_order_id"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("platform_order_id", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # refund | cancel | charge
+    Column("request_id", String(255), nullable=False),
+    Column("psp_reference", String(255), nullable=False),
+    Column("transaction_id", String(255), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", UTC_DateTime(), nullable=False),
+    Column("done", Boolean, nullable=False, default=False),
+    UniqueConstraint("installation_id", "kind", "request_id"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("psp_reference", String(255), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("message", Text),
+    Column("created_at", UTC_DateTime(), nullable=False),
+    UniqueConstraint("installation_id", "psp_reference", "type"),
+)

@@ -1,0 +1,184 @@
+"""The Store on a real SQLite file: secrets at rest, settings fallback, the order queue."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from plugin.store.secrets import SecretBox, SecretError
+from plugin.store.store import ChannelSettings, Store
+
+KEY = "test-secret-key-0123456789abcdef"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    opened = await Store.open(f"sqlite:///{tmp_path / 'kom.db'}", SecretBox(KEY), clock)
+    yield opened
+    await opened.close()
+
+
+async def install(store: Store, url: str = "https://shop.example/graphql/") -> int:
+    saved = await store.save_installation(
+        platform="saleor", api_url=url, app_id="QXBwOjE=", token="SECRET-TOKEN-123", jwks={"keys": []}
+    )
+    return saved.id
+
+
+async def test_tokens_and_api_keys_are_encrypted_at_rest(store: Store, tmp_path: Path) -> None:
+    installation_id = await install(store)
+    await store.save_settings(
+        installation_id,
+        ChannelSettings("", "klarna", "playground", "eu", "klarna_test_api_SECRETKEY", None, None),
+    )
+    raw = (
+        sqlite3.connect(tmp_path / "kom.db")
+        .execute("select * from installations, channel_settings")
+        .fetchall()
+    )
+    assert "SECRET-TOKEN-123" not in repr(raw) and "SECRETKEY" not in repr(raw)
+    found = await store.installation(installation_id)
+    assert found is not None and found.token == "SECRET-TOKEN-123"
+    assert "SECRET" not in repr(found)
+    settings = await store.settings_for(installation_id, "any")
+    assert (
+        settings is not None
+        and settings.api_key == "klarna_test_api_SECRETKEY"
+        and "SECRET" not in repr(settings)
+    )
+
+
+async def test_a_wrong_key_cannot_read_secrets(tmp_path: Path, store: Store) -> None:
+    await install(store)
+    other = await Store.open(f"sqlite:///{tmp_path / 'kom.db'}", SecretBox("another-key-0123456789abcdef"))
+    with pytest.raises(SecretError, match="KOM_SECRET_KEY"):
+        await other.installation_by_url("https://shop.example/graphql/")
+    await other.close()
+    rotated = await Store.open(
+        f"sqlite:///{tmp_path / 'kom.db'}", SecretBox(f"new-key-0123456789abcdef,{KEY}")
+    )
+    assert await rotated.installation_by_url("https://shop.example/graphql/") is not None
+    await rotated.close()
+
+
+async def test_reregistering_replaces_the_installation(store: Store) -> None:
+    first = await install(store)
+    again = await store.save_installation(
+        platform="saleor",
+        api_url="https://shop.example/graphql/",
+        app_id="QXBwOjI=",
+        token="NEW",
+        jwks={"keys": [1]},
+    )
+    assert again.id == first and again.app_id == "QXBwOjI=" and again.token == "NEW"
+    assert len(await store.installations()) == 1
+    assert await store.delete_installation("https://shop.example/graphql/")
+    assert await store.installations() == []
+
+
+async def test_channel_settings_fall_back_to_the_default(store: Store) -> None:
+    installation_id = await install(store)
+    assert await store.settings_for(installation_id, "eu") is None
+    await store.save_settings(
+        installation_id, ChannelSettings("", "klarna", "playground", "eu", "k1", None, None)
+    )
+    await store.save_settings(
+        installation_id, ChannelSettings("us", "kustom", "production", "eu", "k2", "u", None)
+    )
+    default = await store.settings_for(installation_id, "eu")
+    special = await store.settings_for(installation_id, "us")
+    assert default is not None and default.provider == "klarna"
+    assert special is not None and special.provider == "kustom" and special.api_key == "k2"
+
+
+async def test_claim_lease_finish(store: Store, clock: Clock) -> None:
+    installation_id = await install(store)
+    await store.touch_order(installation_id, "order-1")
+    await store.touch_order(installation_id, "order-1")  # duplicate webhook
+    job = await store.claim("w1", timedelta(seconds=60))
+    assert job is not None and job.platform_order_id == "order-1"
+    assert await store.claim("w2", timedelta(seconds=60)) is None  # leased
+    assert await store.finish(job, state="in_sync")
+    assert await store.claim("w2", timedelta(seconds=60)) is None  # nothing due
+    found = await store.order_job(installation_id, "order-1")
+    assert found is not None and found.state == "in_sync"
+
+
+async def test_a_webhook_during_work_keeps_the_order_pending(store: Store) -> None:
+    installation_id = await install(store)
+    await store.touch_order(installation_id, "order-1")
+    job = await store.claim("w1", timedelta(seconds=60))
+    assert job is not None
+    await store.touch_order(installation_id, "order-1")  # arrives while w1 works
+    assert not await store.finish(job, state="in_sync")
+    again = await store.claim("w1", timedelta(seconds=60))
+    assert again is not None and again.id == job.id
+
+
+async def test_an_expired_lease_is_taken_over(store: Store, clock: Clock) -> None:
+    installation_id = await install(store)
+    await store.touch_order(installation_id, "order-1")
+    assert await store.claim("crashed", timedelta(seconds=60)) is not None
+    clock.now += timedelta(seconds=61)
+    job = await store.claim("w2", timedelta(seconds=60))
+    assert job is not None and job.attempts == 2
+
+
+async def test_retry_later_then_give_up(store: Store, clock: Clock) -> None:
+    installation_id = await install(store)
+    await store.touch_order(installation_id, "order-1")
+    job = await store.claim("w1", timedelta(seconds=60))
+    assert job is not None
+    await store.retry_later(job, error="provider down", delay=timedelta(seconds=30), give_up=False)
+    assert await store.claim("w1", timedelta(seconds=60)) is None
+    clock.now += timedelta(seconds=31)
+    job = await store.claim("w1", timedelta(seconds=60))
+    assert job is not None
+    await store.retry_later(job, error="provider down", delay=timedelta(seconds=30), give_up=True)
+    parked = await store.order_job(installation_id, "order-1")
+    assert parked is not None and parked.state == "needs_attention" and parked.reason == "provider down"
+    assert await store.retry_now(installation_id, "order-1")
+    assert await store.claim("w1", timedelta(seconds=60)) is not None
+
+
+async def test_concurrent_claims_never_share_an_order(store: Store) -> None:
+    installation_id = await install(store)
+    for n in range(20):
+        await store.touch_order(installation_id, f"order-{n}")
+    claimed = await asyncio.gather(*(store.claim(f"w{n}", timedelta(seconds=60)) for n in range(30)))
+    ids = [job.platform_order_id for job in claimed if job is not None]
+    assert len(ids) == 20 and len(set(ids)) == 20
+
+
+async def test_requests_are_recorded_once(store: Store, clock: Clock) -> None:
+    installation_id = await install(store)
+    kwargs = {
+        "installation_id": installation_id,
+        "platform_order_id": "order-1",
+        "kind": "refund",
+        "request_id": "grant-1",
+        "psp_reference": "kom-refund:grant-1",
+        "transaction_id": "tx",
+        "created_at": clock.now,
+    }
+    first = await store.record_request(**kwargs, body={"amount": 100})  # type: ignore[arg-type]
+    second = await store.record_request(**kwargs, body={"amount": 999})  # type: ignore[arg-type]
+    assert first == second and second.body == {"amount": 100}
