@@ -70,3 +70,16 @@ def check_base_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("The API base URL must not have a query string or fragment.")
     return url
+
+
+_PORTALS: dict[tuple[Provider, Environment], str] = {
+    (Provider.KLARNA, Environment.PRODUCTION): "https://portal.klarna.com",
+    (Provider.KLARNA, Environment.PLAYGROUND): "https://portal.playground.klarna.com",
+    (Provider.KUSTOM, Environment.PRODUCTION): "https://portal.kustom.co",
+    (Provider.KUSTOM, Environment.PLAYGROUND): "https://portal.playground.kustom.co",
+}
+
+
+def portal_url(provider: Provider, environment: Environment) -> str:
+    """The merchant portal's order list, where the merchant finds invoices and refunds."""
+    return f"{_PORTALS[(Provider(provider), Environment(environment))]}/orders"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from adapters.klarna.client import OrderManagementClient
 from adapters.klarna.mapping import capture_request, provider_order, refund_request
 from plugin.domain.actions import CaptureAction, RefundAction
@@ -11,8 +13,9 @@ from plugin.domain.provider import ProviderOrder
 class KlarnaProvider:
     """Klarna and Kustom share this: only the client's host and credentials differ."""
 
-    def __init__(self, client: OrderManagementClient) -> None:
+    def __init__(self, client: OrderManagementClient, portal: str | None = None) -> None:
         self._client = client
+        self._portal = portal
 
     async def get_order(self, order_id: str) -> ProviderOrder:
         return provider_order(await self._client.get_order(order_id))
@@ -22,3 +25,12 @@ class KlarnaProvider:
 
     async def refund(self, order_id: str, action: RefundAction) -> str:
         return await self._client.refund(order_id, refund_request(action), action.idempotency_key)
+
+    async def cancel(self, order_id: str, idempotency_key: uuid.UUID) -> None:
+        await self._client.cancel(order_id, idempotency_key)
+
+    async def release_remaining_authorization(self, order_id: str, idempotency_key: uuid.UUID) -> None:
+        await self._client.release_remaining_authorization(order_id, idempotency_key)
+
+    def portal_url(self, order_id: str) -> str | None:
+        return self._portal
