@@ -24,6 +24,30 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from plugin.runtime import load_settings
+    from plugin.web.app import create_app
+
+    settings = load_settings()
+    app = create_app(settings, run_worker=not args.no_worker)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from plugin.runtime import run_worker
+
+    return asyncio.run(run_worker(once=args.once))
+
+
+def _configure(args: argparse.Namespace) -> int:
+    from plugin.runtime import configure
+
+    return asyncio.run(configure(args))
+
+
 def _settings(_: argparse.Namespace) -> int:
     from plugin.settings import Settings
 
@@ -60,6 +84,46 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     sandbox.set_defaults(handler=_sandbox)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the app (webhooks, install, settings page) and run a worker in the same process",
+        description="Runs KOM's web app on uvicorn. By default a worker runs in the same process on the "
+        "same database (SQLite by default); at scale run several `kom serve --no-worker` and `kom worker`.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--no-worker", action="store_true", help="serve web requests only; run `kom worker` apart"
+    )
+    serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker alone: sync due orders with the provider and report outcomes",
+        description="Claims due orders from the database (one worker per order at a time), syncs each with "
+        "Klarna/Kustom and reports outcomes to the platform. Stops cleanly on SIGINT/SIGTERM.",
+    )
+    worker.add_argument("--once", action="store_true", help="process what is due, then exit")
+    worker.set_defaults(handler=_worker)
+
+    configure = commands.add_parser(
+        "configure",
+        help="set a Saleor installation's provider and credentials (per channel or default)",
+        description="Non-interactive merchant settings for operators and automated setups. Without "
+        "--channel the settings are the default for every channel of that installation.",
+    )
+    configure.add_argument("--saleor-api-url", required=True, help="the installation's Saleor API URL")
+    configure.add_argument("--channel", help="channel slug (default: all channels of the installation)")
+    configure.add_argument("--provider", required=True, choices=["klarna", "kustom"])
+    configure.add_argument("--environment", required=True, choices=["playground", "production"])
+    configure.add_argument(
+        "--region", required=True, choices=["eu", "na", "oc"], help="Klarna region (Kustom: eu)"
+    )
+    configure.add_argument("--api-key", required=True, help="API key (klarna_..._api_... / kco_..._api_...)")
+    configure.add_argument("--username", help="the UUID/MID username shown next to the key, if you use it")
+    configure.add_argument("--base-url", help="override the API host (a proxy or a local sandbox)")
+    configure.set_defaults(handler=_configure)
 
     settings = commands.add_parser(
         "settings",

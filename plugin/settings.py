@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_ALLOWED_SALEOR_URLS = r"https://.+"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KOM_", env_file=None, extra="ignore", frozen=True)
@@ -24,6 +26,11 @@ class Settings(BaseSettings):
     )
     public_url: str = Field(
         "http://localhost:8000", description="Public base URL of this KOM (manifest and webhook URLs)."
+    )
+    allowed_saleor_urls: str = Field(
+        DEFAULT_ALLOWED_SALEOR_URLS,
+        description="Regex a Saleor API URL must fully match to install KOM. Loopback and private "
+        "addresses are refused unless you set this pattern yourself and it matches them.",
     )
     sentry_dsn: SecretStr | None = Field(None, description="Sentry DSN; error reporting is off without it.")
     environment: str = Field("development", description="Deployment name reported to Sentry and logs.")

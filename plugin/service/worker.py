@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from plugin.domain.actions import idempotency_key
+from plugin.domain.actions import CaptureAction, idempotency_key
 from plugin.domain.money import format_money
 from plugin.service.ports import PaymentProvider, Platform, PlatformOrder, TransactionReport
 from plugin.service.reporting import RefundRecord, capture_reports, refund_reports
 from plugin.service.requests import refund_from_json
-from plugin.service.sync import sync_order
+from plugin.service.sync import SyncResult, sync_order
 from plugin.store.store import ChannelSettings, Installation, OrderJob, Store, StoredRequest
 
 log = logging.getLogger("kom.worker")
@@ -161,6 +161,8 @@ class Worker:
         reports += [report for _, report in finished]
         cancels = [r for r in requests if r.kind == "cancel" and not r.done]
         reports += [await self._cancel(r, provider, provider_id, snapshot) for r in cancels]
+        charges = [r for r in requests if r.kind == "charge" and not r.done]
+        reports += [_close_charge(r, result, snapshot.order.currency) for r in charges]
         await self._report(installation, platform, snapshot, reports)
         done_ids = {r.request_id for r, _ in finished}
         await self.store.mark_done(
@@ -239,3 +241,22 @@ class Worker:
         if count:
             log.info("sweep enqueued %d orders", count)
         return count
+
+
+def _close_charge(request: StoredRequest, result: SyncResult, currency: str) -> TransactionReport:
+    """Resolve a dashboard "capture" request: parcels were captured (and reported) one by one.
+
+    Each parcel is its own invoice and its own charge on the platform, so the request
+    itself is closed without an amount of its own, saying what was captured instead.
+    """
+    made = [d for d in result.done if isinstance(d.action, CaptureAction)]
+    if made:
+        listed = ", ".join(
+            f"parcel {d.action.parcel} {format_money(d.action.captured_amount, currency)}" for d in made
+        )
+        message = f"Captured per parcel, each reported as its own charge: {listed}."
+    else:
+        message = (
+            "Nothing to capture: no fulfilled parcel is waiting. KOM captures each parcel when it ships."
+        )
+    return TransactionReport("CHARGE_FAILURE", request.psp_reference, 0, currency, message)

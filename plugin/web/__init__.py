@@ -1,0 +1,1 @@
+"""The Starlette app: routes, lifespan (one engine, one HTTP client, the worker), health."""
