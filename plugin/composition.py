@@ -55,7 +55,14 @@ class Services:
 
 
 def classify(exc: Exception) -> Permanent | None:
-    """Provider answers that retrying will not change, as a reason a merchant can act on."""
+    """Failures that retrying will not change, as a reason a merchant can act on."""
+    from adapters.saleor.client import OrderNotFound
+    from adapters.saleor.snapshot import SnapshotError
+
+    if isinstance(exc, OrderNotFound):
+        return Permanent("Saleor no longer has this order.")
+    if isinstance(exc, SnapshotError):
+        return Permanent(f"KOM cannot read this Saleor order: {exc}")
     if not isinstance(exc, Rejected):
         return None
     if isinstance(exc, AuthenticationFailed):

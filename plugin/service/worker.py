@@ -249,11 +249,9 @@ def _close_charge(request: StoredRequest, result: SyncResult, currency: str) -> 
     Each parcel is its own invoice and its own charge on the platform, so the request
     itself is closed without an amount of its own, saying what was captured instead.
     """
-    made = [d for d in result.done if isinstance(d.action, CaptureAction)]
+    made = [d.action for d in result.done if isinstance(d.action, CaptureAction)]
     if made:
-        listed = ", ".join(
-            f"parcel {d.action.parcel} {format_money(d.action.captured_amount, currency)}" for d in made
-        )
+        listed = ", ".join(f"parcel {a.parcel} {format_money(a.captured_amount, currency)}" for a in made)
         message = f"Captured per parcel, each reported as its own charge: {listed}."
     else:
         message = (

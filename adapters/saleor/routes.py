@@ -1,0 +1,275 @@
+"""Saleor's HTTP surface: manifest, install (register), and webhooks.
+
+A webhook request only: caps the body, verifies the JWS over the raw bytes against the
+installation's keys, checks event and recipient, records what must be done durably, and
+answers. The worker does everything slow. Nothing unverified is stored or acted on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import socket
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.saleor import jws, responses
+from adapters.saleor.client import SaleorClient, SaleorError
+from adapters.saleor.manifest import WEBHOOKS, WebhookSpec, build_manifest
+from adapters.saleor.payloads import (
+    AppDeleted,
+    EmptyPayload,
+    Event,
+    FulfillmentEvent,
+    PayloadError,
+    TransactionChargeRequested,
+    TransactionRefundRequested,
+    TransactionRequest,
+    parse_payload,
+    refund_request_from,
+)
+from plugin import __version__
+from plugin.composition import Services
+from plugin.service.requests import refund_to_json
+from plugin.settings import DEFAULT_ALLOWED_SALEOR_URLS
+from plugin.store.store import Installation
+from plugin.web.body import read_capped
+
+log = logging.getLogger("kom.saleor")
+
+JWKS_REFETCH_INTERVAL = timedelta(seconds=60)
+
+
+def saleor_routes() -> list[Route]:
+    return [
+        Route("/api/manifest", manifest, methods=["GET"]),
+        Route("/api/register", register, methods=["POST"]),
+        Route("/api/webhooks/{name}", webhook, methods=["POST"]),
+    ]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def manifest(request: Request) -> Response:
+    # URLs come from KOM_PUBLIC_URL, never from Host (Saleor may send Host without the port).
+    return JSONResponse(build_manifest(_services(request).settings.public_url, __version__))
+
+
+def _install_error(status: int, message: str) -> Response:
+    # Saleor shows {"error": {"message": ...}} to the merchant when an install fails.
+    return JSONResponse({"error": {"message": message}}, status_code=status)
+
+
+async def register(request: Request) -> Response:
+    services = _services(request)
+    body = await read_capped(request, 64 * 1024)
+    api_url = request.headers.get("saleor-api-url", "").strip()
+    if not api_url:
+        return _install_error(400, "Missing Saleor-Api-Url header.")
+    refusal = await allowed_saleor_url(api_url, services.settings.allowed_saleor_urls)
+    if refusal:
+        log.warning("refused installation from %s: %s", api_url, refusal)
+        return _install_error(403, refusal)
+    try:
+        token = json.loads(body)["auth_token"]
+        if not isinstance(token, str) or not token:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        return _install_error(400, 'The body must be JSON with a non-empty "auth_token".')
+    client = SaleorClient(api_url, token, services.http)
+    try:
+        app_id = await client.app_id()
+        jwks_set = await client.fetch_jwks()
+    except SaleorError as exc:
+        log.warning("installation from %s failed: %s", api_url, exc)
+        return _install_error(401, f"Could not verify the app token or fetch the signing keys: {exc}")
+    await services.store.save_installation(
+        platform="saleor", api_url=api_url, app_id=app_id, token=token, jwks=jwks_set
+    )
+    log.info("installed for %s as app %s", api_url, app_id)
+    return JSONResponse({"success": True})
+
+
+async def allowed_saleor_url(api_url: str, pattern: str) -> str | None:
+    """Why ``api_url`` may not install KOM, or None when it may."""
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "The Saleor API URL must be an absolute http(s) URL."
+    if not re.fullmatch(pattern, api_url):
+        return "This Saleor is not allowed to install this KOM (KOM_ALLOWED_SALEOR_URLS)."
+    if pattern != DEFAULT_ALLOWED_SALEOR_URLS:
+        return None  # the operator's own pattern matched: private hosts included on purpose
+    for address in await _addresses(parts.hostname):
+        if address.is_loopback or address.is_private or address.is_link_local or address.is_reserved:
+            return (
+                "Saleor API URLs on loopback or private addresses need KOM_ALLOWED_SALEOR_URLS to allow them."
+            )
+    return None
+
+
+async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    import asyncio
+
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+
+async def webhook(request: Request) -> Response:
+    services = _services(request)
+    spec = WEBHOOKS.get(request.path_params["name"])
+    if spec is None:
+        raise HTTPException(404, "No such webhook.")
+    body = await read_capped(request)
+    installation = await _installation(request, services)
+    event = request.headers.get("saleor-event", "")
+    if event.lower() != spec.saleor_event:
+        raise HTTPException(400, f"This endpoint takes {spec.saleor_event}, not {event or 'no event'}.")
+    await _verify(request, services, installation, body)
+    try:
+        payload = parse_payload(spec.event, body)
+    except EmptyPayload:
+        # Saleor retries a transaction request after a 5xx with an empty (signed) body.
+        log.warning(
+            "%s for %s arrived empty (Saleor's retry); nothing to act on", spec.name, installation.api_url
+        )
+        return _empty_retry_answer(spec)
+    except PayloadError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if payload.recipient is not None and payload.recipient.id != installation.app_id:
+        raise HTTPException(403, "The payload is addressed to another app.")
+    if payload.errors:
+        log.warning("%s payload carries subscription errors: %s", spec.name, payload.errors)
+    return await _handle(spec, payload, installation, services)
+
+
+async def _installation(request: Request, services: Services) -> Installation:
+    api_url = request.headers.get("saleor-api-url", "").strip()
+    installation = await services.store.installation_by_url(api_url) if api_url else None
+    if installation is None:
+        raise HTTPException(401, "Unknown installation: KOM is not installed for this Saleor-Api-Url.")
+    return installation
+
+
+async def _verify(request: Request, services: Services, installation: Installation, body: bytes) -> None:
+    signature = request.headers.get("saleor-signature", "")
+    if not signature:
+        raise HTTPException(401, "Missing Saleor-Signature.")
+    try:
+        jws.verify(signature, body, installation.jwks)
+        return
+    except jws.UnknownKeyId:
+        pass  # Saleor may have rotated its key: refetch once, if we did not just do so
+    except jws.SignatureError as exc:
+        raise HTTPException(401, f"Bad signature: {exc}") from exc
+    if services.store.clock() - installation.jwks_fetched_at < JWKS_REFETCH_INTERVAL:
+        raise HTTPException(401, "Bad signature: unknown signing key.")
+    try:
+        fresh = await SaleorClient(installation.api_url, installation.token, services.http).fetch_jwks()
+    except SaleorError as exc:
+        raise HTTPException(401, f"Bad signature: unknown signing key and no fresh keys ({exc}).") from exc
+    await services.store.update_jwks(installation.id, fresh)
+    try:
+        jws.verify(signature, body, fresh)
+    except jws.SignatureError as exc:
+        raise HTTPException(401, f"Bad signature: {exc}") from exc
+
+
+def _empty_retry_answer(spec: WebhookSpec) -> Response:
+    if not spec.sync:
+        return JSONResponse({})
+    _, failure = responses.RESULTS[spec.event]
+    message = (
+        "Saleor re-sent this request without its content (a known Saleor retry bug), so KOM cannot tell "
+        "which request it was. If the first attempt did not go through, request it again."
+    )
+    return JSONResponse(responses.result(failure, amount=None, message=message))
+
+
+async def _handle(
+    spec: WebhookSpec, payload: Event, installation: Installation, services: Services
+) -> Response:
+    store = services.store
+    if isinstance(payload, FulfillmentEvent):
+        if payload.order is None:
+            raise HTTPException(400, "The payload has no order.")
+        await store.touch_order(installation.id, payload.order.id, number=payload.order.number)
+        return JSONResponse({})
+    if isinstance(payload, AppDeleted):
+        await store.delete_installation(installation.api_url)
+        log.info("uninstalled from %s: installation, settings and secrets dropped", installation.api_url)
+        return JSONResponse({})
+    assert isinstance(payload, TransactionRequest)
+    return await _transaction_request(spec, payload, installation, services)
+
+
+async def _transaction_request(
+    spec: WebhookSpec, payload: TransactionRequest, installation: Installation, services: Services
+) -> Response:
+    _, failure = responses.RESULTS[spec.event]
+    transaction = payload.transaction
+    owner = transaction.created_by.id if transaction and transaction.created_by else None
+    if transaction is None or transaction.order is None or owner != installation.app_id:
+        message = "KOM manages only the payments it owns; this transaction belongs to another app."
+        return JSONResponse(responses.result(failure, amount=None, message=message))
+    order_id = transaction.order.id
+    kind, request_id, body = _request(payload)
+    settings = await services.store.settings_for(installation.id, _channel(transaction))
+    if isinstance(payload, TransactionChargeRequested) and (
+        settings is None or settings.capture_mode == "on_fulfillment"
+    ):
+        message = (
+            "KOM captures each parcel as its own invoice when you fulfil it; fulfilled parcels are "
+            "captured already, so there is nothing to capture by hand."
+        )
+        await services.store.touch_order(installation.id, order_id, number=transaction.order.number)
+        return JSONResponse(responses.result(failure, amount=None, message=message))
+    psp_reference = f"kom-{kind}:{request_id}"
+    recorded = await services.store.record_request(
+        installation_id=installation.id,
+        platform_order_id=order_id,
+        kind=kind,
+        request_id=request_id,
+        psp_reference=psp_reference,
+        transaction_id=transaction.id,
+        body=body,
+        created_at=payload.issued_at or services.store.clock(),
+    )
+    await services.store.touch_order(installation.id, order_id, number=transaction.order.number)
+    log.info("%s recorded for order %s as %s", spec.name, order_id, recorded.psp_reference)
+    # The outcome follows through transactionEventReport with this same pspReference.
+    return JSONResponse(responses.pending(recorded.psp_reference))
+
+
+def _channel(transaction: Any) -> str | None:
+    order = transaction.order
+    return order.channel.slug if order is not None and order.channel is not None else None
+
+
+def _request(payload: TransactionRequest) -> tuple[str, str, dict[str, Any]]:
+    """(kind, request id, body to record) of a transaction request."""
+    if isinstance(payload, TransactionRefundRequested):
+        refund = refund_request_from(payload)
+        return "refund", refund.id, refund_to_json(refund)
+    kind = "charge" if isinstance(payload, TransactionChargeRequested) else "cancel"
+    assert payload.transaction is not None
+    issued = payload.issued_at.isoformat() if payload.issued_at else ""
+    request_id = f"{payload.transaction.id}:{issued}:{payload.action.amount}"
+    return kind, request_id, {"amount": str(payload.action.amount), "currency": payload.action.currency}
