@@ -8,7 +8,10 @@ PostgreSQL the inner SELECT skips locked rows).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,13 +19,16 @@ from typing import Any
 from sqlalchemy import and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from plugin.domain.policy import OriginPolicy, Policy, ShippingFeePolicy
 from plugin.store import tables as t
 from plugin.store.secrets import SecretBox
 
 Clock = Callable[[], datetime]
+
+# Other processes' changes to an installation (re-install, uninstall) show within this time.
+INSTALLATION_CACHE = timedelta(seconds=5)
 
 
 def system_clock() -> datetime:
@@ -111,6 +117,21 @@ class Store:
         self.engine = engine
         self.box = box
         self.clock = clock
+        # SQLite has one writer at a time; queueing writers here instead of in SQLite's
+        # busy handler (which sleeps and retries) keeps write latency short and even.
+        self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._installations: dict[str, tuple[datetime, Installation]] = {}
+        self._hints: list[tuple[tuple[int, str, str | None], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._one_writer is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._one_writer, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     async def open(
@@ -138,6 +159,7 @@ class Store:
     ) -> Installation:
         """Store an installation; re-registering the same platform URL replaces token, app and keys."""
         now = self.clock()
+        self._installations.pop(api_url, None)
         sealed = self.box.encrypt(token, context=f"token:{api_url}")
         values = {
             "platform": platform,
@@ -146,7 +168,7 @@ class Store:
             "jwks": jwks,
             "jwks_fetched_at": now,
         }
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             existing = (
                 await conn.execute(select(t.installations.c.id).where(t.installations.c.api_url == api_url))
             ).first()
@@ -165,7 +187,14 @@ class Store:
         return found
 
     async def installation_by_url(self, api_url: str) -> Installation | None:
-        return await self._installation(t.installations.c.api_url == api_url)
+        """Cached for a few seconds: every webhook looks its installation up."""
+        cached = self._installations.get(api_url)
+        if cached is not None and cached[0] > self.clock():
+            return cached[1]
+        found = await self._installation(t.installations.c.api_url == api_url)
+        if found is not None:
+            self._installations[api_url] = (self.clock() + INSTALLATION_CACHE, found)
+        return found
 
     async def installation(self, installation_id: int) -> Installation | None:
         return await self._installation(t.installations.c.id == installation_id)
@@ -192,7 +221,8 @@ class Store:
         )
 
     async def update_jwks(self, installation_id: int, jwks: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
+        self._installations.clear()
+        async with self._write() as conn:
             await conn.execute(
                 update(t.installations)
                 .where(t.installations.c.id == installation_id)
@@ -201,7 +231,8 @@ class Store:
 
     async def delete_installation(self, api_url: str) -> bool:
         """Drop an installation with its settings, secrets, orders, requests and reports."""
-        async with self.engine.begin() as conn:
+        self._installations.pop(api_url, None)
+        async with self._write() as conn:
             row = (
                 await conn.execute(select(t.installations.c.id).where(t.installations.c.api_url == api_url))
             ).first()
@@ -232,7 +263,7 @@ class Store:
         key = (t.channel_settings.c.installation_id == installation_id) & (
             t.channel_settings.c.channel == settings.channel
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             if (await conn.execute(select(t.channel_settings.c.id).where(key))).first():
                 await conn.execute(update(t.channel_settings).where(key).values(**values))
             else:
@@ -275,33 +306,70 @@ class Store:
     async def touch_order(
         self, installation_id: int, platform_order_id: str, *, number: str | None = None
     ) -> None:
-        """A webhook hinted that this order changed: make it due now (durably, idempotently)."""
+        """A webhook hinted that this order changed: make it due now (durably, idempotently).
+
+        Returns once the hint is committed. Hints arriving together share one transaction
+        (group commit), so ingest is not limited to one commit per webhook.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._hints.append(((installation_id, platform_order_id, number), done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_hints())
+        await done
+
+    async def _flush_hints(self) -> None:
+        while self._hints:
+            batch, self._hints = self._hints, []
+            try:
+                await self._touch_many([key for key, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _touch_many(self, keys: list[tuple[int, str, str | None]]) -> None:
         now = self.clock()
+        merged: dict[tuple[int, str], tuple[int, str | None]] = {}
+        for installation_id, order_id, number in keys:
+            count, known = merged.get((installation_id, order_id), (0, None))
+            merged[(installation_id, order_id)] = (count + 1, number or known)
+        rows = [
+            {
+                "installation_id": installation_id,
+                "platform_order_id": order_id,
+                "order_number": number,
+                "state": "pending",
+                "attempts": 0,
+                "hints": count,
+                "due_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for (installation_id, order_id), (count, number) in merged.items()
+        ]
+        async with self._write() as conn:
+            await conn.execute(self._upsert_hint, rows)
+
+    @functools.cached_property
+    def _upsert_hint(self) -> Any:
+        # Built once (and compiled once by SQLAlchemy's cache); executed with many rows.
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
-        statement = dialect.insert(t.orders).values(
-            installation_id=installation_id,
-            platform_order_id=platform_order_id,
-            order_number=number,
-            state="pending",
-            attempts=0,
-            hints=1,
-            due_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        statement = statement.on_conflict_do_update(
+        statement = dialect.insert(t.orders)
+        return statement.on_conflict_do_update(
             index_elements=["installation_id", "platform_order_id"],
             set_={
                 "state": "pending",
-                "hints": t.orders.c.hints + 1,
-                "due_at": now,
+                "hints": t.orders.c.hints + statement.excluded.hints,
+                "due_at": statement.excluded.due_at,
                 "attempts": 0,
                 "order_number": func.coalesce(statement.excluded.order_number, t.orders.c.order_number),
-                "updated_at": now,
+                "updated_at": statement.excluded.updated_at,
             },
         )
-        async with self.engine.begin() as conn:
-            await conn.execute(statement)
 
     async def claim(self, worker_id: str, lease: timedelta) -> OrderJob | None:
         """Lease the next due order to ``worker_id``; None when nothing is due."""
@@ -324,7 +392,7 @@ class Store:
             .values(lease_owner=worker_id, lease_expires_at=now + lease, attempts=t.orders.c.attempts + 1)
             .returning(*t.orders.c)
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (await conn.execute(statement)).first()
         return _job(row) if row else None
 
@@ -351,7 +419,7 @@ class Store:
         }
         if provider_order_id:
             values["provider_order_id"] = provider_order_id
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 update(t.orders)
                 .where((t.orders.c.id == job.id) & (t.orders.c.hints == job.hints))
@@ -377,12 +445,12 @@ class Store:
         }
         if give_up:
             values.update(state="needs_attention", reason=error)
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(update(t.orders).where(t.orders.c.id == job.id).values(**values))
 
     async def retry_now(self, installation_id: int, platform_order_id: str) -> bool:
         """An operator asked to retry an order (e.g. after fixing settings)."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 update(t.orders)
                 .where(
@@ -461,7 +529,7 @@ class Store:
             "done": False,
         }
         try:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(insert(t.requests).values(**row))
         except IntegrityError:
             pass  # the same request delivered again: keep the first
@@ -493,7 +561,7 @@ class Store:
     async def mark_done(self, request_ids: Sequence[int]) -> None:
         if not request_ids:
             return
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(update(t.requests).where(t.requests.c.id.in_(request_ids)).values(done=True))
 
     # -- outcomes reported to the platform -----------------------------------------------
@@ -516,7 +584,7 @@ class Store:
         self, installation_id: int, psp_reference: str, type: str, amount: int, message: str
     ) -> None:
         try:
-            async with self.engine.begin() as conn:
+            async with self._write() as conn:
                 await conn.execute(
                     insert(t.reports).values(
                         installation_id=installation_id,
