@@ -1,0 +1,188 @@
+"""The whole product on loopback: KOM under uvicorn, the fake Saleor, the Klarna sandbox.
+
+KOM serves webhooks from its own thread and event loop (as `kom serve --no-worker` would);
+the test drives a worker on the same SQLite database, so each step can be observed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from adapters.klarna.sandbox import DEMO_API_KEY, Fault, SandboxState
+from adapters.klarna.sandbox import create_app as create_sandbox
+from adapters.klarna.sandbox.server import serve_in_thread
+from plugin.composition import Services
+from plugin.service.worker import Worker, WorkerConfig
+from plugin.settings import Settings
+from plugin.store.secrets import SecretBox
+from plugin.store.store import ChannelSettings, Installation, Store
+from plugin.web.app import create_app
+from tests.fakes.saleor import serve_fake_saleor
+from tests.fakes.saleor.driver import FakeSaleor
+from tests.fakes.saleor.install import InstalledApp
+
+SECRET = "e2e-secret-key-0123456789abcdef"
+
+
+class Clock:
+    """Real time plus an offset the test can move forward (backoff, leases)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Order:
+    id: str
+    number: str
+    lines: list[str]
+    transaction: str
+    klarna_id: str
+
+
+@dataclass
+class World:
+    saleor: FakeSaleor
+    sandbox: SandboxState
+    klarna_url: str
+    kom_url: str
+    settings: Settings
+    store: Store
+    http: httpx.AsyncClient
+    clock: Clock
+    app: InstalledApp | None = None
+    worker: Worker = field(init=False)
+    kom: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def __post_init__(self) -> None:
+        self.worker = self.services().worker(
+            WorkerConfig(base_delay=timedelta(seconds=1)), worker_id="test-worker"
+        )
+
+    def start_kom(self) -> None:
+        port = int(self.kom_url.rsplit(":", 1)[1])
+        self.kom.enter_context(kom_server(self.settings, port))
+
+    def stop_kom(self) -> None:
+        """Stop KOM's web process (as if killed); its database stays."""
+        self.kom.close()
+
+    def services(self) -> Services:
+        return Services(settings=self.settings, store=self.store, http=self.http)
+
+    async def install(self) -> Installation:
+        self.app = await self.saleor.install(f"{self.kom_url}/api/manifest")
+        installation = await self.store.installation_by_url(self.saleor.api_url)
+        assert installation is not None
+        await self.store.save_settings(
+            installation.id,
+            ChannelSettings("", "klarna", "playground", "eu", DEMO_API_KEY, None, base_url=self.klarna_url),
+        )
+        return installation
+
+    async def new_order(
+        self,
+        lines: list[tuple[str, str, int, str, str]],
+        *,
+        shipping: tuple[str, str] | None = None,
+        currency: str = "EUR",
+        order_discount: Any = None,
+    ) -> Order:
+        assert self.app is not None
+        created = self.saleor.create_order(
+            currency=currency, lines=lines, shipping=shipping, order_discount=order_discount
+        )
+        order = self.saleor.order(created.id)
+        total = order["total"]["gross"]["amount"]
+        from plugin.domain.money import to_minor
+
+        response = await self.http.post(
+            f"{self.klarna_url}/_sandbox/orders",
+            json={"purchase_currency": currency, "order_amount": to_minor(str(total), currency)},
+        )
+        klarna_id = str(response.json()["order_id"])
+        transaction = self.saleor.create_transaction(created.id, self.app, klarna_id, str(total))
+        return Order(created.id, created.number, list(created.line_ids), transaction, klarna_id)
+
+    async def settle(self, rounds: int = 20) -> None:
+        """Deliver webhooks and run the worker until nothing is left to do."""
+        for _ in range(rounds):
+            sent = await self.saleor.deliver_pending()
+            worked = await self.worker.drain()
+            if not sent and not worked and not self.saleor.pending():
+                return
+        raise AssertionError("the system did not settle")
+
+    def klarna(self, order: Order) -> Any:
+        return self.sandbox.get(order.klarna_id)
+
+    async def ledger(self, order: Order) -> dict[str, Any]:
+        body: dict[str, Any] = (
+            await self.http.get(f"{self.klarna_url}/_sandbox/orders/{order.klarna_id}/ledger")
+        ).json()
+        return body
+
+    def provider_writes(self) -> list[Any]:
+        return [
+            r for r in self.sandbox.request_log() if r.method == "POST" and r.status < 300 and not r.replayed
+        ]
+
+    def fault(self, fault: Fault, count: int = 1) -> None:
+        self.sandbox.faults.add(fault, count=count)
+
+
+@contextlib.contextmanager
+def kom_server(settings: Settings, port: int) -> Iterator[str]:
+    with serve_in_thread(create_app(settings, run_worker=False), port=port) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def world(tmp_path: Path, **saleor_options: Any) -> AsyncIterator[World]:
+    port = free_port()
+    kom_url = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'kom.db'}",
+        secret_key=SECRET,  # type: ignore[arg-type]
+        public_url=kom_url,
+        allowed_saleor_urls=r"http://127\.0\.0\.1:\d+/graphql/",
+        provider_max_attempts=3,
+    )
+    clock = Clock()
+    sandbox = SandboxState()
+    store = await Store.open(settings.database_url, SecretBox(SECRET), clock)
+    try:
+        with (
+            serve_in_thread(create_sandbox(sandbox)) as klarna_url,
+            serve_fake_saleor(**saleor_options) as saleor,
+        ):
+            async with httpx.AsyncClient(timeout=20) as http:
+                built = World(saleor, sandbox, klarna_url, kom_url, settings, store, http, clock)
+                built.start_kom()
+                try:
+                    yield built
+                finally:
+                    built.stop_kom()
+    finally:
+        await store.close()
