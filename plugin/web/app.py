@@ -34,6 +34,7 @@ def create_app(
 ) -> Starlette:
     """The app; with ``run_worker`` the lifespan also runs one worker in the same process."""
     from adapters.saleor.routes import saleor_routes
+    from plugin.web.dashboard import dashboard_routes
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -54,7 +55,7 @@ def create_app(
                     await opened.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *saleor_routes()],
+        routes=[Route("/healthz", healthz, methods=["GET"]), *saleor_routes(), *dashboard_routes()],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},  # type: ignore[dict-item]
     )
