@@ -91,10 +91,10 @@ class _Printer:
     def table(self, rows: list[list[str]], header: list[str]) -> None:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         fmt = "  ".join(f"{{:{'>' if i in self._numeric(header) else '<'}{w}}}" for i, w in enumerate(widths))
-        print("  " + fmt.format(*header))
+        print(("  " + fmt.format(*header)).rstrip())
         print("  " + "  ".join("-" * w for w in widths))
         for row in rows:
-            print("  " + fmt.format(*row))
+            print(("  " + fmt.format(*row)).rstrip())
 
     @staticmethod
     def _numeric(header: list[str]) -> set[int]:
@@ -177,6 +177,53 @@ async def _scenario(
     return ok and not again.done
 
 
+async def _through_saleor(out: _Printer) -> bool | None:
+    """The same story driven by Saleor events: fake Saleor -> KOM under uvicorn -> sandbox.
+
+    Needs the Saleor schema (``../shared`` or ``$KOM_SHARED_DIR``) and the repository's
+    test fakes; returns None (skipped) when they are not there.
+    """
+    try:
+        from tests.e2e.harness import world
+        from tests.fakes.saleor.schema import schema_path
+    except ImportError:
+        return None
+    if not schema_path().is_file():
+        print(f"\n(Saleor part skipped: no Saleor schema at {schema_path()}; set KOM_SHARED_DIR)")
+        return None
+    import tempfile
+    from pathlib import Path
+
+    out.heading("Through Saleor: webhooks in, captures and refunds out, outcomes reported back")
+    with tempfile.TemporaryDirectory() as tmp:
+        async with world(Path(tmp)) as w:
+            await w.install()
+            print(f"  KOM installed in a local Saleor ({w.saleor.api_url}) from {w.kom_url}/api/manifest")
+            lines = [
+                ("TSHIRT-M-BLUE", "T-shirt", 1, "30.00", "0.25"),
+                ("JEANS-32-32", "Jeans", 1, "70.00", "0.25"),
+                ("SNEAKERS-42", "Sneakers", 1, "100.00", "0.25"),
+            ]
+            order = await w.new_order(lines, shipping=("4.95", "0.25"))
+            w.saleor.fulfill(order.id, {order.lines[0]: 1, order.lines[1]: 1}, tracking_number="PN-1001-A")
+            await w.settle()
+            w.saleor.fulfill(order.id, {order.lines[2]: 1}, tracking_number="DHL-77")
+            await w.settle()
+            grant = w.saleor.grant_refund(order.id, order.transaction, {order.lines[0]: 1, order.lines[2]: 1})
+            w.saleor.request_refund_for_granted_refund(grant)
+            await w.settle()
+            transaction = w.saleor.transaction(order.transaction)
+            rows = [
+                [event.type, event.psp_reference[:36], str(event.amount), event.message]
+                for event in transaction.events
+                if event.type.endswith("_SUCCESS") or event.type.endswith("_FAILURE")
+            ]
+            print(f"  Saleor order #{order.number}, transaction events KOM reported:")
+            out.table(rows, ["event", "pspReference", "amount", "message"])
+            ledger = await w.ledger(order)
+            return all(entry["allocated"] for entry in ledger["refunds"]) and len(ledger["refunds"]) == 2
+
+
 async def run_demo(color: bool = True) -> int:
     out = _Printer(color)
     with serve_in_thread(create_app()) as base_url:
@@ -211,6 +258,8 @@ async def run_demo(color: bool = True) -> int:
                     reason="Return spanning both parcels, shipping refunded",
                 ),
             )
+    through_saleor = await _through_saleor(out)
+    ok &= through_saleor is not False
     print()
     print("Every refund was booked on the invoice that shipped its goods." if ok else "ALLOCATION FAILED")
     return 0 if ok else 1
