@@ -180,11 +180,13 @@ async def _verify(request: Request, services: Services, installation: Installati
     except jws.SignatureError as exc:
         raise HTTPException(401, f"Bad signature: {exc}") from exc
     if services.store.clock() - installation.jwks_fetched_at < JWKS_REFETCH_INTERVAL:
-        raise HTTPException(401, "Bad signature: unknown signing key.")
+        # 503, not 401: if Saleor really rotated its key, its retry (after 10 s, 20 s, ...)
+        # arrives once KOM may fetch the keys again, and nothing is lost.
+        raise HTTPException(503, "Unknown signing key; KOM fetched Saleor's keys moments ago. Retry later.")
     try:
         fresh = await SaleorClient(installation.api_url, installation.token, services.http).fetch_jwks()
     except SaleorError as exc:
-        raise HTTPException(401, f"Bad signature: unknown signing key and no fresh keys ({exc}).") from exc
+        raise HTTPException(503, f"Unknown signing key and Saleor's keys could not be fetched ({exc}).") from exc
     await services.store.update_jwks(installation.id, fresh)
     try:
         jws.verify(signature, body, fresh)

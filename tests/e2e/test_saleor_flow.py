@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -255,3 +257,24 @@ async def test_worker_restart_after_a_lost_response_does_not_capture_twice(w: Wo
     assert await fresh.drain() == 1
     assert len(w.klarna(order).captures) == 1
     assert len(w.saleor.transaction(order.transaction).of_type("CHARGE_SUCCESS")) == 1
+
+
+async def test_saleor_key_rotation_is_followed_with_one_jwks_refetch(w: World) -> None:
+    from sqlalchemy import update
+
+    from plugin.store import tables
+
+    order = await w.new_order(SEED)
+    w.saleor.rotate_key()
+    w.saleor.fulfill(order.id, {order.lines[0]: 1})
+    await w.saleor.deliver_pending()  # keys fetched at install, moments ago: 503, Saleor retries later
+    assert [a.status for a in w.saleor.attempts if a.event_type == "FULFILLMENT_CREATED"] == [503]
+    async with w.store.engine.begin() as conn:  # ... a minute passes
+        past = w.clock() - w.clock.offset - timedelta(minutes=5)
+        await conn.execute(update(tables.installations).values(jwks_fetched_at=past))
+    await asyncio.sleep(5.1)  # KOM's installation cache expires
+    await w.saleor.retry_failed()
+    await w.settle()
+    assert len(w.klarna(order).captures) == 1
+    installation = await w.store.installation(1)
+    assert installation is not None and installation.jwks == w.saleor.jwks()
