@@ -186,7 +186,7 @@ async def _verify(request: Request, services: Services, installation: Installati
     try:
         fresh = await SaleorClient(installation.api_url, installation.token, services.http).fetch_jwks()
     except SaleorError as exc:
-        raise HTTPException(503, f"Unknown signing key and Saleor's keys could not be fetched ({exc}).") from exc
+        raise HTTPException(503, f"Unknown signing key; Saleor's keys could not be fetched ({exc}).") from exc
     await services.store.update_jwks(installation.id, fresh)
     try:
         jws.verify(signature, body, fresh)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from plugin.domain.policy import OriginPolicy, Policy, ShippingFeePolicy
+from plugin.store import schema
 from plugin.store import tables as t
 from plugin.store.secrets import SecretBox
 
@@ -112,6 +113,18 @@ class StoredRequest:
     done: bool
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    counts: dict[str, int]  # orders per state (pending, in_sync, needs_attention)
+    oldest_due_at: datetime | None  # of the pending orders
+
+    def oldest_age(self, now: datetime) -> float:
+        """Seconds the oldest due order has been waiting (0 when none is overdue)."""
+        if self.oldest_due_at is None:
+            return 0.0
+        return max((now - self.oldest_due_at).total_seconds(), 0.0)
+
+
 class Store:
     def __init__(self, engine: AsyncEngine, box: SecretBox, clock: Clock = system_clock) -> None:
         self.engine = engine
@@ -137,12 +150,20 @@ class Store:
     async def open(
         cls, url: str, box: SecretBox, clock: Clock = system_clock, *, create: bool = True
     ) -> Store:
+        """Connect to ``url``; with ``create`` also bring its schema to the newest migration.
+
+        Without ``create`` the schema is left alone (``schema_status`` tells whether it is
+        current: `kom serve --no-worker` and `kom worker` on PostgreSQL refuse an old one).
+        """
         engine = create_async_engine(async_url(url), connect_args=_connect_args(url))
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        if create:
-            async with engine.begin() as conn:
-                await conn.run_sync(t.metadata.create_all)
+        try:
+            if create:
+                await schema.upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine, box, clock)
 
     async def close(self) -> None:
@@ -151,6 +172,12 @@ class Store:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(select(1))
+
+    async def schema_status(self) -> schema.SchemaStatus:
+        return await schema.status(self.engine)
+
+    async def migrate(self) -> schema.SchemaStatus:
+        return await schema.upgrade(self.engine)
 
     # -- installations -------------------------------------------------------------
 
@@ -349,7 +376,8 @@ class Store:
                 "created_at": now,
                 "updated_at": now,
             }
-            for (installation_id, order_id), (count, number) in merged.items()
+            # In key order: concurrent batches on PostgreSQL then lock rows in the same order.
+            for (installation_id, order_id), (count, number) in sorted(merged.items())
         ]
         async with self._write() as conn:
             await conn.execute(self._upsert_hint, rows)
@@ -501,6 +529,24 @@ class Store:
         async with self.engine.connect() as conn:
             count = (await conn.execute(select(func.count()).where(t.orders.c.state == "pending"))).scalar()
         return int(count or 0)
+
+    async def queue_stats(self) -> QueueStats:
+        """Orders per state and the due time of the oldest pending one (metrics, alerts)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.orders.c.state, func.count(), func.min(t.orders.c.due_at)).group_by(
+                        t.orders.c.state
+                    )
+                )
+            ).all()
+        counts = {row[0]: int(row[1]) for row in rows}
+        oldest = next((row[2] for row in rows if row[0] == "pending"), None)
+        if isinstance(oldest, str):  # SQLite returns min() of a datetime column as text
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return QueueStats(counts=counts, oldest_due_at=oldest)
 
     # -- requests from the platform (refund / cancel / charge) ------------------------
 

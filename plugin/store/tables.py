@@ -1,5 +1,9 @@
 """The database schema (SQLAlchemy Core). One row per installation, per channel setting,
-per order KOM tracks, per refund/cancel request the platform sent, per outcome reported."""
+per order KOM tracks, per refund/cancel request the platform sent, per outcome reported.
+
+Changing a table here needs a migration too: ``alembic -c plugin/store/alembic.ini revision
+--autogenerate -m "..."`` writes one into migrations/versions/; tests/store checks that the
+migrations and this file describe the same schema on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -101,6 +106,8 @@ orders = Table(
     Column("updated_at", UTC_DateTime(), nullable=False),
     Column("synced_at", UTC_DateTime()),
     UniqueConstraint("installation_id", "platform_order_id"),
+    Index("ix_orders_claim", "state", "due_at"),  # the worker's claim
+    Index("ix_orders_updated", "updated_at"),  # the dashboard's list
 )
 
 requests = Table(
