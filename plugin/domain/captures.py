@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from plugin.domain.actions import CaptureAction, PlannedLine, Refusal, RefusalCode, idempotency_key
 from plugin.domain.ledger import Ledger
-from plugin.domain.lines import part_tax, planned_line, value_of_next_units
+from plugin.domain.lines import as_provider_line, part_tax, planned_line, value_of_next_units
 from plugin.domain.policy import Policy, ShippingFeePolicy
 from plugin.domain.provider import ProviderCapture, ProviderLine
 from plugin.domain.references import (
@@ -248,18 +248,5 @@ def as_provider_capture(action: CaptureAction) -> ProviderCapture:
         capture_id="",
         captured_amount=action.captured_amount,
         reference=action.reference,
-        lines=tuple(
-            ProviderLine(
-                reference=line.reference,
-                name=line.name,
-                type=line.type,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                total_amount=line.total_amount,
-                total_discount_amount=line.total_discount_amount,
-                tax_rate=line.tax_rate,
-                total_tax_amount=line.total_tax_amount,
-            )
-            for line in action.lines
-        ),
+        lines=tuple(as_provider_line(line) for line in action.lines),
     )

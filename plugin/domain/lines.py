@@ -9,6 +9,7 @@ all parts' taxes add up to the line's tax.
 from __future__ import annotations
 
 from plugin.domain.actions import PlannedLine
+from plugin.domain.provider import ProviderLine
 from plugin.domain.rounding import tax_of_gross, tax_within_tolerance
 
 
@@ -99,3 +100,19 @@ def klarna_line_problems(line: PlannedLine) -> list[str]:
     if not 0 < len(line.reference) <= 64:
         problems.append("reference empty or longer than 64")
     return problems
+
+
+def as_provider_line(line: PlannedLine) -> ProviderLine:
+    """How a planned line reads back from the provider once sent."""
+    return ProviderLine(
+        reference=line.reference,
+        name=line.name,
+        type=line.type,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        total_amount=line.total_amount,
+        total_discount_amount=line.total_discount_amount,
+        tax_rate=line.tax_rate,
+        total_tax_amount=line.total_tax_amount,
+        goodwill=line.goodwill,
+    )

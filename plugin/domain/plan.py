@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from plugin.domain.actions import Action, Plan, RefundAction, Refusal, RefusalCode
 from plugin.domain.captures import as_provider_capture, plan_captures
 from plugin.domain.ledger import Ledger, build_ledger
+from plugin.domain.lines import as_provider_line
 from plugin.domain.normalize import InvalidOrder, fold_order_discounts, order_problems
 from plugin.domain.policy import Policy
 from plugin.domain.provider import ProviderCapture, ProviderOrder
 from plugin.domain.references import line_tokens, refund_parts, refund_reference_prefix
-from plugin.domain.refunds import allocate_refund, as_provider_line
+from plugin.domain.refunds import allocate_refund
 from plugin.domain.snapshot import Order, RefundRequest
 
 

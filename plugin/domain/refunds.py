@@ -26,10 +26,9 @@ from dataclasses import dataclass
 
 from plugin.domain.actions import PlannedLine, RefundAction, Refusal, RefusalCode, idempotency_key
 from plugin.domain.ledger import CaptureState, Ledger, ReferenceState
-from plugin.domain.lines import part_tax, planned_line, value_of_next_units
+from plugin.domain.lines import as_provider_line, part_tax, planned_line, value_of_next_units
 from plugin.domain.money import format_money
 from plugin.domain.policy import OriginPolicy, Policy
-from plugin.domain.provider import ProviderLine
 from plugin.domain.references import SHIPPING_TOKEN, capture_reference, parse_line_reference, refund_reference
 from plugin.domain.rounding import split_proportionally
 from plugin.domain.snapshot import Order, RefundRequest
@@ -270,18 +269,3 @@ def _description(request: RefundRequest, picks: list[_Pick], capture: CaptureSta
     units = sum(p.quantity for p in picks if not p.goodwill)
     kind = f"Return of {units} item{'s' if units != 1 else ''}" if units else "Refund"
     return f"{kind} from parcel {capture.parcel}"[:255]
-
-
-def as_provider_line(line: PlannedLine) -> ProviderLine:
-    return ProviderLine(
-        reference=line.reference,
-        name=line.name,
-        type=line.type,
-        quantity=line.quantity,
-        unit_price=line.unit_price,
-        total_amount=line.total_amount,
-        total_discount_amount=line.total_discount_amount,
-        tax_rate=line.tax_rate,
-        total_tax_amount=line.total_tax_amount,
-        goodwill=line.goodwill,
-    )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from plugin.domain.actions import Action, CaptureAction, PlannedLine, RefundAction
-from plugin.domain.provider import ProviderCapture, ProviderLine, ProviderOrder, ProviderRefund
+from plugin.domain.actions import Action, CaptureAction, RefundAction
+from plugin.domain.lines import as_provider_line
+from plugin.domain.provider import ProviderCapture, ProviderOrder, ProviderRefund
 from plugin.domain.snapshot import Order
 
 _ids = itertools.count(1)
@@ -33,21 +34,6 @@ def authorized(order: Order, order_id: str = "kl-1") -> ProviderOrder:
     )
 
 
-def _line(line: PlannedLine) -> ProviderLine:
-    return ProviderLine(
-        reference=line.reference,
-        name=line.name,
-        type=line.type,
-        quantity=line.quantity,
-        unit_price=line.unit_price,
-        total_amount=line.total_amount,
-        total_discount_amount=line.total_discount_amount,
-        tax_rate=line.tax_rate,
-        total_tax_amount=line.total_tax_amount,
-        goodwill=line.goodwill,
-    )
-
-
 def apply(provider: ProviderOrder, action: Action) -> ProviderOrder:
     if isinstance(action, CaptureAction):
         assert action.captured_amount <= provider.remaining_authorized_amount
@@ -55,7 +41,7 @@ def apply(provider: ProviderOrder, action: Action) -> ProviderOrder:
             capture_id=f"cap-{next(_ids)}",
             captured_amount=action.captured_amount,
             reference=action.reference,
-            lines=tuple(_line(line) for line in action.lines),
+            lines=tuple(as_provider_line(line) for line in action.lines),
         )
         return replace(
             provider,
@@ -69,7 +55,7 @@ def apply(provider: ProviderOrder, action: Action) -> ProviderOrder:
         refund_id=f"ref-{next(_ids)}",
         refunded_amount=action.refunded_amount,
         reference=action.reference,
-        lines=tuple(_line(line) for line in action.lines),
+        lines=tuple(as_provider_line(line) for line in action.lines),
     )
     return replace(
         provider,
