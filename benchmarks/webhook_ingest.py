@@ -153,17 +153,63 @@ def _wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, f
     }
 
 
-async def _prepare(db: Path, jwks: dict[str, Any]) -> None:
-    store = await Store.open(f"sqlite:///{db}", SecretBox(SECRET))
+async def _prepare(url: str, jwks: dict[str, Any]) -> None:
+    store = await Store.open(url, SecretBox(SECRET))
     await store.save_installation(platform="saleor", api_url=API_URL, app_id=APP_ID, token="bench", jwks=jwks)
     await store.close()
 
 
-async def _recorded(db: Path) -> int:
-    store = await Store.open(f"sqlite:///{db}", SecretBox(SECRET))
+async def _recorded(url: str) -> int:
+    store = await Store.open(url, SecretBox(SECRET))
     count = len(await store.order_jobs(limit=100_000))
     await store.close()
     return count
+
+
+def measure(
+    seconds: int, connections: int, orders: int, databases: dict[str, str]
+) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Bare Starlette, then KOM on each of ``databases`` (label -> URL, empty databases)."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install wrk")
+    key, jwks = _keys()
+    results: dict[str, dict[str, float]] = {}
+    recorded: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(_lua(_signed_bodies(key, orders)))
+        servers = [("bare Starlette", "benchmarks.apps:bare", None)]
+        servers += [(f"KOM ingest ({label})", "benchmarks.apps:kom", url) for label, url in databases.items()]
+        for name, factory, url in servers:
+            env = {**os.environ, "KOM_SECRET_KEY": SECRET, "KOM_LOG_LEVEL": "WARNING"}
+            if url is not None:
+                asyncio.run(_prepare(url, jwks))
+                env["KOM_DATABASE_URL"] = url
+            process, port = _serve(factory, env)
+            try:
+                _wrk(port, script, 2, connections)  # warm-up
+                results[name] = _wrk(port, script, seconds, connections)
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
+            if url is not None:
+                recorded[name] = asyncio.run(_recorded(url))
+    return results, recorded
+
+
+def table(results: dict[str, dict[str, float]], recorded: dict[str, int], orders: int) -> str:
+    bare = results["bare Starlette"]["rps"]
+    rows = [
+        "| server | req/s | vs bare | p50 ms | p99 ms | non-2xx | orders recorded |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        kept = f"{recorded[name]}/{orders}" if name in recorded else "-"
+        rows.append(
+            f"| {name} | {r['rps']:.0f} | {r['rps'] / bare:.2f} | {r['p50']:.2f} | {r['p99']:.2f} "
+            f"| {r['errors']:.0f} | {kept} |"
+        )
+    return "\n".join(rows)
 
 
 def main() -> int:
@@ -171,43 +217,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--orders", type=int, default=500, help="distinct signed payloads to rotate through")
+    parser.add_argument(
+        "--database-url", help="measure KOM on this (empty) database instead of a new SQLite file"
+    )
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk not found: apt-get install wrk")
-    key, jwks = _keys()
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "kom.db"
-        asyncio.run(_prepare(db, jwks))
-        script = Path(tmp) / "post.lua"
-        script.write_text(_lua(_signed_bodies(key, args.orders)))
-        env = {
-            **os.environ,
-            "KOM_DATABASE_URL": f"sqlite:///{db}",
-            "KOM_SECRET_KEY": SECRET,
-            "KOM_LOG_LEVEL": "WARNING",
-        }
-        results = {}
-        for name, factory in (
-            ("bare Starlette", "benchmarks.apps:bare"),
-            ("KOM ingest", "benchmarks.apps:kom"),
-        ):
-            process, port = _serve(factory, env)
-            try:
-                _wrk(port, script, 2, args.connections)  # warm-up
-                results[name] = _wrk(port, script, args.seconds, args.connections)
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
-        recorded = asyncio.run(_recorded(db))
-    bare, kom = results["bare Starlette"], results["KOM ingest"]
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'kom.db'}"
+        results, recorded = measure(args.seconds, args.connections, args.orders, {"sqlite": url})
     setup = f"{args.seconds}s per server, {args.connections} connections, 1 uvicorn process"
     print(f"\nwebhook ingest, {setup}, {os.cpu_count()} cores")
-    print(f"{'server':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
-    for name, r in results.items():
-        print(f"{name:<16}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['errors']:>10.0f}")
-    ratio = kom["rps"] / bare["rps"]
-    print(f"KOM / bare throughput: {ratio:.2f}   distinct orders recorded: {recorded}/{args.orders}")
-    return 0 if kom["errors"] == 0 and recorded == args.orders else 1
+    print(table(results, recorded, args.orders))
+    ok = all(r["errors"] == 0 for r in results.values()) and all(n == args.orders for n in recorded.values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -27,19 +27,38 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from plugin.runtime import load_settings
+    from plugin import observability
+    from plugin.runtime import check_schema, load_settings
     from plugin.web.app import create_app
 
     settings = load_settings()
+    observability.setup(settings, level=args.log_level)
+    asyncio.run(check_schema(settings))  # SQLite: migrated now; PostgreSQL: current, or exit
     app = create_app(settings, run_worker=not args.no_worker)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=(args.log_level or settings.log_level).lower(),
+        log_config=None,  # observability.setup configured logging (text or JSON)
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from plugin.runtime import run_worker
+    from plugin import observability
+    from plugin.runtime import load_settings, run_worker
 
-    return asyncio.run(run_worker(once=args.once))
+    observability.setup(load_settings(), level=args.log_level)
+    return asyncio.run(run_worker(once=args.once, metrics_port=args.metrics_port))
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from plugin.runtime import migrate
+
+    return asyncio.run(migrate(check=args.check))
 
 
 def _configure(args: argparse.Namespace) -> int:
@@ -62,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="KOM: one Klarna/Kustom capture per parcel, refunds allocated to the right invoice.",
     )
     parser.add_argument("--version", action="version", version=f"kom {__version__}")
-    parser.add_argument("--log-level", default="WARNING", help="log level for this command (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        help="log level for this command (default: KOM_LOG_LEVEL for serve and worker, WARNING otherwise)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -96,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-worker", action="store_true", help="serve web requests only; run `kom worker` apart"
     )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        help="proxies whose X-Forwarded-* headers are trusted: comma-separated addresses or * "
+        "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser(
@@ -105,7 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
         "Klarna/Kustom and reports outcomes to the platform. Stops cleanly on SIGINT/SIGTERM.",
     )
     worker.add_argument("--once", action="store_true", help="process what is due, then exit")
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (all interfaces)"
+    )
     worker.set_defaults(handler=_worker)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database schema up to date (run once per upgrade, before starting the new version)",
+        description="Applies pending schema migrations to KOM_DATABASE_URL. On PostgreSQL, `kom serve` and "
+        "`kom worker` refuse to start until this has run; a SQLite database is migrated automatically "
+        "by whichever KOM process opens it.",
+    )
+    migrate.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when migrations are pending"
+    )
+    migrate.set_defaults(handler=_migrate)
 
     configure = commands.add_parser(
         "configure",
@@ -137,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=(args.log_level or "WARNING").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     handler = args.handler
     result: int = handler(args)

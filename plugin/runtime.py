@@ -1,4 +1,4 @@
-"""Process start-up for `kom serve`, `kom worker` and `kom configure`."""
+"""Process start-up for `kom serve`, `kom worker`, `kom migrate` and `kom configure`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import secrets
 import signal
 from pathlib import Path
 
-import httpx
-
 from adapters.klarna.hosts import Environment, Provider, Region, base_url
 from plugin.composition import Services
+from plugin.observability import http_client, start_metrics_server
 from plugin.settings import Settings, get_settings
+from plugin.store import schema
 from plugin.store.secrets import SecretBox
 from plugin.store.store import ChannelSettings, Store
 
@@ -38,20 +38,70 @@ def load_settings() -> Settings:
     return settings.model_copy(update={"secret_key": DEV_SECRET_FILE.read_text().strip()})
 
 
-async def _open_store(settings: Settings) -> Store:
+def migrates_itself(url: str) -> bool:
+    """SQLite (the zero-setup default) is migrated by whichever KOM process opens it first;
+    PostgreSQL only by `kom migrate`, run once per upgrade before the new version starts."""
+    return url.startswith("sqlite")
+
+
+async def open_store(settings: Settings) -> Store:
+    """The Store with a current schema: SQLite is migrated on the spot; an out-of-date
+    PostgreSQL schema raises SchemaOutOfDate (saying to run `kom migrate`)."""
     key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    return await Store.open(settings.database_url, SecretBox(key))
+    store = await Store.open(
+        settings.database_url, SecretBox(key), create=migrates_itself(settings.database_url)
+    )
+    try:
+        await schema.require_current(store.engine)
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
-async def run_worker(*, once: bool = False) -> int:
+async def _open_store(settings: Settings) -> Store:
+    try:
+        return await open_store(settings)
+    except schema.SchemaOutOfDate as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+async def check_schema(settings: Settings) -> None:
+    """Exit with a message saying what to run when the database's schema is not current."""
+    store = await _open_store(settings)
+    await store.close()
+
+
+async def migrate(*, check: bool = False) -> int:
+    settings = load_settings()
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    store = await Store.open(settings.database_url, SecretBox(key), create=False)
+    try:
+        before = await store.schema_status()
+        if before.up_to_date:
+            print(f"database is up to date ({before.describe()})")
+            return 0
+        if check:
+            print(f"database needs migrating: {before.describe()}")
+            return 1
+        after = await store.migrate()
+    finally:
+        await store.close()
+    print(f"migrated from {before.current or 'an empty database'} to revision {after.current}")
+    return 0
+
+
+async def run_worker(*, once: bool = False, metrics_port: int | None = None) -> int:
     settings = load_settings()
     store = await _open_store(settings)
+    if metrics_port is not None:
+        start_metrics_server(metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with httpx.AsyncClient(timeout=settings.provider_timeout_seconds) as http:
+        async with http_client(settings.provider_timeout_seconds) as http:
             worker = Services(settings=settings, store=store, http=http).worker()
             if once:
                 done = await worker.drain()

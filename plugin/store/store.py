@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, event, func, insert, or_, select, update
+from sqlalchemy import URL, and_, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from plugin.domain.policy import OriginPolicy, Policy, ShippingFeePolicy
+from plugin.observability import ORDER_SECONDS, ORDERS_PROCESSED
 from plugin.store import schema
 from plugin.store import tables as t
 from plugin.store.secrets import SecretBox
@@ -136,6 +140,8 @@ class Store:
         self._installations: dict[str, tuple[datetime, Installation]] = {}
         self._hints: list[tuple[tuple[int, str, str | None], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._claimed: dict[int, float] = {}  # order id -> when this process claimed it (metrics)
+        self._hint_writer = _HintWriter.for_url(engine.url) if engine.dialect.name == "sqlite" else None
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -167,6 +173,8 @@ class Store:
         return cls(engine, box, clock)
 
     async def close(self) -> None:
+        if self._hint_writer is not None:
+            await self._hint_writer.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -379,6 +387,11 @@ class Store:
             # In key order: concurrent batches on PostgreSQL then lock rows in the same order.
             for (installation_id, order_id), (count, number) in sorted(merged.items())
         ]
+        if self._hint_writer is not None:
+            assert self._one_writer is not None
+            async with self._one_writer:
+                await self._hint_writer.write(rows)
+            return
         async with self._write() as conn:
             await conn.execute(self._upsert_hint, rows)
 
@@ -422,7 +435,10 @@ class Store:
         )
         async with self._write() as conn:
             row = (await conn.execute(statement)).first()
-        return _job(row) if row else None
+        if row is None:
+            return None
+        self._claimed[row.id] = time.monotonic()
+        return _job(row)
 
     async def finish(
         self,
@@ -454,9 +470,17 @@ class Store:
                 .values(**values, state=state, synced_at=now)
             )
             if result.rowcount:
+                self._observe(job, state)
                 return True
             await conn.execute(update(t.orders).where(t.orders.c.id == job.id).values(**values, due_at=now))
+        self._observe(job, "changed")
         return False
+
+    def _observe(self, job: OrderJob, outcome: str) -> None:
+        ORDERS_PROCESSED.labels(outcome).inc()
+        started = self._claimed.pop(job.id, None)
+        if started is not None:
+            ORDER_SECONDS.observe(time.monotonic() - started)
 
     async def retry_later(
         self, job: OrderJob, *, error: str, delay: timedelta, give_up: bool, correlation_id: str | None = None
@@ -475,6 +499,7 @@ class Store:
             values.update(state="needs_attention", reason=error)
         async with self._write() as conn:
             await conn.execute(update(t.orders).where(t.orders.c.id == job.id).values(**values))
+        self._observe(job, "gave_up" if give_up else "retry")
 
     async def retry_now(self, installation_id: int, platform_order_id: str) -> bool:
         """An operator asked to retry an order (e.g. after fixing settings)."""
@@ -643,6 +668,84 @@ class Store:
                 )
         except IntegrityError:
             pass
+
+
+class _HintWriter:
+    """SQLite: webhook hints written by one thread with its own connection, one statement a batch.
+
+    Through aiosqlite every statement of a transaction is its own hand-off to a thread and
+    back (begin, execute, commit, the pool's reset), each contending for the GIL with the
+    event loop. Here a batch is one hand-off and one multi-row ``INSERT ... ON CONFLICT``
+    run in autocommit mode: one atomic, fully synchronous SQLite commit (WAL synced before
+    it returns), which callers wait for before they answer. ``_touch_many`` and the Store's
+    upsert (``_upsert_hint``, used on PostgreSQL) write the same rows; tests/store checks it.
+    """
+
+    INSERT = (
+        "INSERT INTO orders (installation_id, platform_order_id, order_number, state, attempts, hints, "
+        "due_at, created_at, updated_at) VALUES "
+    )
+    ROW = "(?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
+    ON_CONFLICT = (
+        " ON CONFLICT (installation_id, platform_order_id) DO UPDATE SET state = 'pending', "
+        "hints = orders.hints + excluded.hints, due_at = excluded.due_at, attempts = 0, "
+        "order_number = coalesce(excluded.order_number, orders.order_number), "
+        "updated_at = excluded.updated_at"
+    )
+    MAX_ROWS = 500  # per statement: SQLite allows 32766 parameters
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.connection: sqlite3.Connection | None = None
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kom-hints")
+
+    @classmethod
+    def for_url(cls, url: URL) -> _HintWriter | None:
+        database = url.database or ""
+        if not database or database == ":memory:" or database.startswith("file:") or url.query:
+            return None  # in-memory or URI databases: leave them to the one engine
+        return cls(database)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        _sqlite_pragmas(connection, None)
+        connection.execute("PRAGMA synchronous=FULL")
+        return connection
+
+    def _run(self, rows: list[tuple[Any, ...]]) -> None:
+        if self.connection is None:
+            self.connection = self._connect()
+        for start in range(0, len(rows), self.MAX_ROWS):
+            chunk = rows[start : start + self.MAX_ROWS]
+            sql = self.INSERT + ", ".join([self.ROW] * len(chunk)) + self.ON_CONFLICT
+            self.connection.execute(sql, [value for row in chunk for value in row])
+
+    async def write(self, rows: list[dict[str, Any]]) -> None:
+        def stamp(moment: datetime) -> str:  # SQLAlchemy's SQLite DATETIME text, in UTC
+            return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+        values = [
+            (
+                r["installation_id"],
+                r["platform_order_id"],
+                r["order_number"],
+                r["hints"],
+                stamp(r["due_at"]),
+                stamp(r["created_at"]),
+                stamp(r["updated_at"]),
+            )
+            for r in rows
+        ]
+        await asyncio.get_running_loop().run_in_executor(self.thread, self._run, values)
+
+    def _close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.thread, self._close)
+        self.thread.shutdown(wait=True)
 
 
 def _job(row: Any) -> OrderJob:

@@ -8,18 +8,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from plugin import __version__
+from plugin import __version__, observability
 from plugin.composition import Services
 from plugin.service.worker import WorkerConfig
 from plugin.settings import Settings
-from plugin.store.secrets import SecretBox
 from plugin.store.store import Store
 
 log = logging.getLogger("kom.web")
@@ -32,14 +31,20 @@ def create_app(
     run_worker: bool = True,
     worker_config: WorkerConfig | None = None,
 ) -> Starlette:
-    """The app; with ``run_worker`` the lifespan also runs one worker in the same process."""
+    """The app; with ``run_worker`` the lifespan also runs one worker in the same process.
+
+    Without ``store`` the lifespan opens one on KOM_DATABASE_URL: SQLite is migrated on the
+    spot, an out-of-date PostgreSQL schema stops the start-up (run `kom migrate`).
+    """
+    from adapters.saleor.manifest import WEBHOOKS
     from adapters.saleor.routes import saleor_routes
+    from plugin.runtime import open_store
     from plugin.web.dashboard import dashboard_routes
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = store or await Store.open(settings.database_url, SecretBox(_secret(settings)))
-        async with httpx.AsyncClient(timeout=settings.provider_timeout_seconds) as http:
+        opened = store or await open_store(settings)
+        async with observability.http_client(settings.provider_timeout_seconds) as http:
             services = Services(settings=settings, store=opened, http=http)
             app.state.services = services
             stop = asyncio.Event()
@@ -55,19 +60,48 @@ def create_app(
                     await opened.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *saleor_routes(), *dashboard_routes()],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            *saleor_routes(),
+            *dashboard_routes(),
+        ],
+        middleware=[Middleware(observability.WebhookMetrics, known=frozenset(WEBHOOKS))],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},  # type: ignore[dict-item]
     )
 
 
-def _secret(settings: Settings) -> str | None:
-    return settings.secret_key.get_secret_value() if settings.secret_key else None
-
-
 async def healthz(request: Request) -> Response:
-    """Alive: the process answers. (Readiness, with the database, is /readyz in production docs.)"""
+    """Alive: the process answers (liveness). Says nothing about the database: see /readyz."""
     return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready for traffic: the database answers and its schema is the one this KOM needs."""
+    store: Store = request.app.state.services.store
+    try:
+        found = await asyncio.wait_for(store.schema_status(), timeout=5)
+    except Exception as exc:
+        log.warning("not ready: database unreachable (%s)", type(exc).__name__)
+        return JSONResponse(
+            {"status": "unavailable", "reason": f"database unreachable: {type(exc).__name__}"},
+            status_code=503,
+        )
+    if not found.up_to_date:
+        return JSONResponse({"status": "unavailable", "reason": found.describe()}, status_code=503)
+    return JSONResponse({"status": "ready", "version": __version__, "schema": found.current})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (text format); the queue figures are read from the database now."""
+    store: Store = request.app.state.services.store
+    try:
+        observability.observe_queue(await store.queue_stats(), store.clock())
+    except Exception:
+        log.warning("metrics: could not read the order queue", exc_info=True)
+    return Response(observability.render(), media_type=observability.CONTENT_TYPE)
 
 
 async def http_error(request: Request, exc: HTTPException) -> Response:

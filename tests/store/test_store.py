@@ -1,14 +1,15 @@
-"""The Store on a real SQLite file: secrets at rest, settings fallback, the order queue."""
+"""The Store on real databases (SQLite and PostgreSQL, see conftest.py): secrets at rest,
+settings fallback, the order queue, the schema and its migrations."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from plugin.store.secrets import SecretBox, SecretError
 from plugin.store.store import ChannelSettings, Store
@@ -30,8 +31,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite:///{tmp_path / 'kom.db'}", SecretBox(KEY), clock)
+async def store(database_url: str, clock: Clock) -> AsyncIterator[Store]:
+    opened = await Store.open(database_url, SecretBox(KEY), clock)
     yield opened
     await opened.close()
 
@@ -43,17 +44,15 @@ async def install(store: Store, url: str = "https://shop.example/graphql/") -> i
     return saved.id
 
 
-async def test_tokens_and_api_keys_are_encrypted_at_rest(store: Store, tmp_path: Path) -> None:
+async def test_tokens_and_api_keys_are_encrypted_at_rest(store: Store) -> None:
     installation_id = await install(store)
     await store.save_settings(
         installation_id,
         ChannelSettings("", "klarna", "playground", "eu", "klarna_test_api_SECRETKEY", None, None),
     )
-    raw = (
-        sqlite3.connect(tmp_path / "kom.db")
-        .execute("select * from installations, channel_settings")
-        .fetchall()
-    )
+    async with store.engine.connect() as conn:
+        raw = (await conn.execute(text("select * from installations, channel_settings"))).all()
+    assert raw and all(isinstance(row.token, bytes) for row in raw)
     assert "SECRET-TOKEN-123" not in repr(raw) and "SECRETKEY" not in repr(raw)
     found = await store.installation(installation_id)
     assert found is not None and found.token == "SECRET-TOKEN-123"
@@ -66,15 +65,13 @@ async def test_tokens_and_api_keys_are_encrypted_at_rest(store: Store, tmp_path:
     )
 
 
-async def test_a_wrong_key_cannot_read_secrets(tmp_path: Path, store: Store) -> None:
+async def test_a_wrong_key_cannot_read_secrets(database_url: str, store: Store) -> None:
     await install(store)
-    other = await Store.open(f"sqlite:///{tmp_path / 'kom.db'}", SecretBox("another-key-0123456789abcdef"))
+    other = await Store.open(database_url, SecretBox("another-key-0123456789abcdef"))
     with pytest.raises(SecretError, match="KOM_SECRET_KEY"):
         await other.installation_by_url("https://shop.example/graphql/")
     await other.close()
-    rotated = await Store.open(
-        f"sqlite:///{tmp_path / 'kom.db'}", SecretBox(f"new-key-0123456789abcdef,{KEY}")
-    )
+    rotated = await Store.open(database_url, SecretBox(f"new-key-0123456789abcdef,{KEY}"))
     assert await rotated.installation_by_url("https://shop.example/graphql/") is not None
     await rotated.close()
 
@@ -182,3 +179,91 @@ async def test_requests_are_recorded_once(store: Store, clock: Clock) -> None:
     first = await store.record_request(**kwargs, body={"amount": 100})  # type: ignore[arg-type]
     second = await store.record_request(**kwargs, body={"amount": 999})  # type: ignore[arg-type]
     assert first == second and second.body == {"amount": 100}
+
+
+async def test_processes_claiming_at_once_never_share_an_order(database_url: str, store: Store) -> None:
+    """Four Stores, each with its own engine and connections (as four worker processes would)."""
+    installation_id = await install(store)
+    for n in range(40):
+        await store.touch_order(installation_id, f"order-{n}")
+    others = [await Store.open(database_url, SecretBox(KEY), store.clock, create=False) for _ in range(4)]
+    try:
+
+        async def claim_all(worker: int) -> list[str]:
+            mine = []
+            while (job := await others[worker].claim(f"w{worker}", timedelta(seconds=60))) is not None:
+                mine.append(job.platform_order_id)
+            return mine
+
+        claimed = await asyncio.gather(*(claim_all(n) for n in range(4)))
+    finally:
+        for other in others:
+            await other.close()
+    every = [order for mine in claimed for order in mine]
+    assert sorted(every) == sorted(f"order-{n}" for n in range(40))  # each exactly once
+
+
+async def test_hints_from_many_webhooks_at_once_are_all_recorded(database_url: str, store: Store) -> None:
+    installation_id = await install(store)
+    other = await Store.open(database_url, SecretBox(KEY), store.clock, create=False)
+    try:
+        await asyncio.gather(
+            *(
+                (store if n % 2 else other).touch_order(installation_id, f"order-{n % 25}", number=str(n))
+                for n in range(200)
+            )
+        )
+    finally:
+        await other.close()
+    jobs = await store.order_jobs(installation_id, limit=100)
+    assert len(jobs) == 25 and sum(job.hints for job in jobs) == 200
+    assert all(job.state == "pending" and job.due_at == store.clock() for job in jobs)
+    assert all(job.due_at is not None and job.due_at.tzinfo is not None for job in jobs)
+
+
+async def test_json_and_datetimes_round_trip(store: Store, clock: Clock) -> None:
+    installation_id = await install(store)
+    jwks = {"keys": [{"kid": "k", "n": "ü", "nested": [1, 2.5, None, True]}]}
+    await store.update_jwks(installation_id, jwks)
+    found = await store.installation(installation_id)
+    assert found is not None and found.jwks == jwks and found.jwks_fetched_at == clock.now
+    assert found.jwks_fetched_at.utcoffset() == timedelta(0)
+
+
+async def test_sqlite_hint_writer_writes_what_the_upsert_writes(tmp_path: Path, clock: Clock) -> None:
+    """SQLite hints go through a fast path (one statement per batch on its own connection);
+    it must leave exactly the rows the SQLAlchemy upsert (the PostgreSQL path) leaves."""
+    fast = await Store.open(f"sqlite:///{tmp_path / 'fast.db'}", SecretBox(KEY), clock)
+    plain = await Store.open(f"sqlite:///{tmp_path / 'plain.db'}", SecretBox(KEY), clock)
+    assert fast._hint_writer is not None
+    await plain._hint_writer.close()  # type: ignore[union-attr]
+    plain._hint_writer = None
+    try:
+        for store in (fast, plain):
+            installation_id = await install(store)
+            await store.touch_order(installation_id, "order-1", number="1001")
+            job = await store.claim("w", timedelta(seconds=60))
+            assert job is not None
+            await store.retry_later(job, error="x", delay=timedelta(seconds=9), give_up=False)
+            clock.now += timedelta(seconds=1)
+            await asyncio.gather(
+                store.touch_order(installation_id, "order-1"), store.touch_order(installation_id, "order-2")
+            )
+            clock.now -= timedelta(seconds=1)
+        rows = []
+        for store in (fast, plain):
+            async with store.engine.connect() as conn:
+                found = await conn.execute(
+                    text(
+                        "select platform_order_id, order_number, state, attempts, hints, due_at, created_at, "
+                        "updated_at, lease_owner from orders order by platform_order_id"
+                    )
+                )
+                rows.append([tuple(row) for row in found])
+        assert rows[0] == rows[1]
+        assert rows[0][0][1:5] == ("1001", "pending", 0, 2)
+        job = await fast.order_job(1, "order-1")
+        assert job is not None and job.due_at == clock.now + timedelta(seconds=1)
+    finally:
+        await fast.close()
+        await plain.close()
