@@ -308,6 +308,27 @@ class Store:
                     )
                 )
 
+    async def delete_settings(self, installation_id: int, channel: str) -> bool:
+        """Drop a channel's own settings (it then uses the default). False if it had none."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(t.channel_settings).where(
+                    (t.channel_settings.c.installation_id == installation_id)
+                    & (t.channel_settings.c.channel == channel)
+                )
+            )
+        return bool(result.rowcount)
+
+    async def channels(self, installation_id: int) -> list[str]:
+        """The channels with settings of their own ("" = the default), sorted."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.channel_settings.c.channel)
+                .where(t.channel_settings.c.installation_id == installation_id)
+                .order_by(t.channel_settings.c.channel)
+            )
+            return [str(row.channel) for row in rows]
+
     async def settings_for(self, installation_id: int, channel: str | None) -> ChannelSettings | None:
         """The channel's own settings, else the installation's default ("" channel)."""
         wanted = [channel or "", ""]
@@ -510,7 +531,13 @@ class Store:
                     (t.orders.c.installation_id == installation_id)
                     & (t.orders.c.platform_order_id == platform_order_id)
                 )
-                .values(state="pending", due_at=self.clock(), attempts=0, hints=t.orders.c.hints + 1)
+                .values(
+                    state="pending",
+                    due_at=self.clock(),
+                    updated_at=self.clock(),
+                    attempts=0,
+                    hints=t.orders.c.hints + 1,
+                )
             )
         return bool(result.rowcount)
 
@@ -549,6 +576,16 @@ class Store:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_job(row) for row in rows]
+
+    async def order_counts(self, installation_id: int) -> dict[str, int]:
+        """How many of the installation's orders are in each state (the dashboard's filters)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.orders.c.state, func.count())
+                .where(t.orders.c.installation_id == installation_id)
+                .group_by(t.orders.c.state)
+            )
+            return {str(state): int(count) for state, count in rows}
 
     async def queue_depth(self) -> int:
         async with self.engine.connect() as conn:

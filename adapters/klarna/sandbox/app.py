@@ -101,6 +101,17 @@ class SandboxApp(Starlette):
         key = headers.get(IDEMPOTENCY_HEADER) or None
         at = state.now()
         status, fault, replayed, dropped = 500, None, False, False
+
+        logged = False
+
+        def log() -> None:
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            kind = fault.kind if fault else None
+            state.log_request(RequestRecord(method, path, key, status, at, kind, replayed, dropped))
+
         try:
             if not self.credentials.accepts(headers.get("authorization")):
                 error = ApiError(401, "UNAUTHORIZED", "Invalid credentials.", headers=_CHALLENGE)
@@ -115,15 +126,16 @@ class SandboxApp(Starlette):
                     await asyncio.sleep(fault.seconds)
                 if fault and fault.kind == "lost_response":
                     status, dropped = response.status, True
+                    log()
                     await _drop_connection(send)
                     return
             status = response.status
-            await _send_stored(send, response)
-        finally:
-            record = RequestRecord(
-                method, path, key, status, at, fault.kind if fault else None, replayed, dropped
-            )
-            state.log_request(record)
+        except BaseException:
+            log()
+            raise
+        # Logged before the answer leaves, so a client that got it also finds it in the log.
+        log()
+        await _send_stored(send, response)
 
     def _rate_limited(self) -> bool:
         limit = self.sandbox.rate_limit_per_second

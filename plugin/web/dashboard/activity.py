@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
-
-from plugin.store import tables as t
 from plugin.store.store import OrderJob, Store
 
 STATES = ("needs_attention", "pending", "in_sync")
@@ -28,17 +25,8 @@ def job_view(job: OrderJob) -> dict[str, Any]:
 
 
 async def state_counts(store: Store, installation_id: int) -> dict[str, int]:
-    # Store has no counting method yet; a read straight from the tables is cheap and safe.
-    query = (
-        select(t.orders.c.state, func.count())
-        .where(t.orders.c.installation_id == installation_id)
-        .group_by(t.orders.c.state)
-    )
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
     counts = {state: 0 for state in STATES}
-    for state, count in rows:
-        counts[str(state)] = int(count)
+    counts.update(await store.order_counts(installation_id))
     return counts
 
 
@@ -60,27 +48,16 @@ async def order_page(store: Store, installation_id: int, state: str | None, page
 
 
 async def configured_channels(store: Store, installation_id: int) -> list[str]:
-    query = (
-        select(t.channel_settings.c.channel)
-        .where(t.channel_settings.c.installation_id == installation_id)
-        .order_by(t.channel_settings.c.channel)
-    )
-    async with store.engine.connect() as conn:
-        return [str(row.channel) for row in (await conn.execute(query)).all()]
+    return await store.channels(installation_id)
 
 
 async def own_settings_exist(store: Store, installation_id: int, channel: str) -> bool:
-    return channel in await configured_channels(store, installation_id)
+    return channel in await store.channels(installation_id)
 
 
 async def delete_channel_settings(store: Store, installation_id: int, channel: str) -> bool:
-    """Drop a channel's own settings (it then uses the default). Store has no method for this yet."""
-    statement = delete(t.channel_settings).where(
-        (t.channel_settings.c.installation_id == installation_id) & (t.channel_settings.c.channel == channel)
-    )
-    async with store.engine.begin() as conn:
-        result = await conn.execute(statement)
-    return bool(result.rowcount)
+    """Drop a channel's own settings (it then uses the default)."""
+    return await store.delete_settings(installation_id, channel)
 
 
 def _iso(value: datetime | None) -> str | None:
