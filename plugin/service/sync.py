@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from plugin.domain.actions import Action, CaptureAction, Refusal
 from plugin.domain.plan import plan
 from plugin.domain.policy import Policy
+from plugin.domain.provider import ProviderOrder
 from plugin.domain.snapshot import Order
 from plugin.service.ports import PaymentProvider
 
@@ -29,6 +30,8 @@ class Done:
 class SyncResult:
     done: list[Done] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
+    state: ProviderOrder | None = None
+    """The provider order as read before acting (still current when nothing was done)."""
 
     @property
     def in_sync(self) -> bool:
@@ -41,16 +44,22 @@ async def sync_order(
     """Bring the provider order in line with the platform order. Provider errors propagate."""
     state = await provider.get_order(provider_order_id)
     result = plan(order, state, policy)
-    outcome = SyncResult(refusals=list(result.refusals))
+    outcome = SyncResult(refusals=list(result.refusals), state=state)
+    context = {"order": order.id, "provider_order": provider_order_id}
     for refusal in result.refusals:
         log.warning(
-            "refused %s %s on order %s: %s", refusal.subject, refusal.subject_id, order.id, refusal.message
+            "refused %s %s on order %s: %s",
+            refusal.subject,
+            refusal.subject_id,
+            order.id,
+            refusal.message,
+            extra=context,
         )
     for action in result.actions:
         if isinstance(action, CaptureAction):
             provider_id = await provider.capture(provider_order_id, action)
         else:
             provider_id = await provider.refund(provider_order_id, action)
-        log.info("order %s: %s done as %s", order.id, action.key, provider_id)
+        log.info("order %s: %s done as %s", order.id, action.key, provider_id, extra=context)
         outcome.done.append(Done(action, provider_id))
     return outcome

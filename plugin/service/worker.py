@@ -113,6 +113,7 @@ class Worker:
                 job.attempts,
                 ", needs attention" if give_up else f", retry in {delay.total_seconds():.0f}s",
                 exc_info=permanent is None,
+                extra=_context(job, permanent.correlation_id if permanent else None),
             )
             await self.store.retry_later(
                 job,
@@ -124,7 +125,11 @@ class Worker:
             return
         kept = await self.store.finish(job, state=state, reason=reason, provider_order_id=provider_order_id)
         log.info(
-            "order %s: %s%s", job.platform_order_id, state, "" if kept else " (changed meanwhile, runs again)"
+            "order %s: %s%s",
+            job.platform_order_id,
+            state,
+            "" if kept else " (changed meanwhile, runs again)",
+            extra=_context(job),
         )
 
     async def _sync(self, job: OrderJob) -> tuple[str, str | None, str | None]:
@@ -152,7 +157,8 @@ class Worker:
         result = await sync_order(
             order, provider_id, provider, settings.policy(charge_requested=charge_requested)
         )
-        state = await provider.get_order(provider_id)
+        # Re-read only when something changed: the read before acting is still current otherwise.
+        state = result.state if not result.done and result.state else await provider.get_order(provider_id)
         reports = capture_reports(state, provider.portal_url(provider_id))
         records = [
             RefundRecord(r.request_id, r.psp_reference, r.body.get("amount")) for r in refunds if not r.done
@@ -209,7 +215,13 @@ class Worker:
             await self.store.add_report(
                 installation.id, report.psp_reference, report.type, report.amount, report.message
             )
-            log.info("order %s: reported %s %s", snapshot.order.id, report.type, report.message)
+            log.info(
+                "order %s: reported %s %s",
+                snapshot.order.id,
+                report.type,
+                report.message,
+                extra={"installation": installation.id, "order": snapshot.order.id},
+            )
 
     async def maybe_sweep(self) -> None:
         now = self.store.clock()
@@ -258,3 +270,11 @@ def _close_charge(request: StoredRequest, result: SyncResult, currency: str) -> 
             "Nothing to capture: no fulfilled parcel is waiting. KOM captures each parcel when it ships."
         )
     return TransactionReport("CHARGE_FAILURE", request.psp_reference, 0, currency, message)
+
+
+def _context(job: OrderJob, correlation_id: str | None = None) -> dict[str, object]:
+    """Log fields that let an operator follow one order (JSON logs, Sentry)."""
+    context: dict[str, object] = {"installation": job.installation_id, "order": job.platform_order_id}
+    if correlation_id:
+        context["correlation_id"] = correlation_id
+    return context
