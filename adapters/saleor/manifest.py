@@ -49,7 +49,10 @@ __all__ = [
     "subscription_query",
 ]
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "manifest.json"
+# The repository's top-level manifest.json; wheels carry a copy inside this package
+# (pyproject.toml force-includes it), so an installed KOM finds it too.
+_PACKAGED = Path(__file__).resolve().parent / "manifest.json"
+TEMPLATE = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parents[2] / "manifest.json"
 _DOCUMENTS = Path(__file__).resolve().parent / "webhooks"
 
 
