@@ -159,11 +159,15 @@ def kom_server(settings: Settings, port: int) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def world(tmp_path: Path, **saleor_options: Any) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path | None = None, *, database_url: str | None = None, **saleor_options: Any
+) -> AsyncIterator[World]:
+    """The three systems on loopback, KOM's database a SQLite file in ``tmp_path`` or ``database_url``."""
+    assert tmp_path is not None or database_url is not None
     port = free_port()
     kom_url = f"http://127.0.0.1:{port}"
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'kom.db'}",
+        database_url=database_url or f"sqlite:///{tmp_path / 'kom.db'}",
         secret_key=SECRET,  # type: ignore[arg-type]
         public_url=kom_url,
         allowed_saleor_urls=r"http://127\.0\.0\.1:\d+/graphql/",

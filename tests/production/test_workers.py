@@ -13,24 +13,17 @@ import contextlib
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
-from adapters.klarna.sandbox import Fault, SandboxState
-from adapters.klarna.sandbox import create_app as create_sandbox
-from adapters.klarna.sandbox.server import serve_in_thread
+from adapters.klarna.sandbox import Fault
 from plugin.composition import classify
 from plugin.service.worker import Worker, WorkerConfig
-from plugin.settings import Settings
 from plugin.store.secrets import SecretBox
 from plugin.store.store import OrderJob, Store
-from tests.e2e.harness import SECRET, Clock, Order, World, free_port
-from tests.fakes.saleor import serve_fake_saleor
+from tests.e2e.harness import SECRET, Order, World, world
 
 WORKERS = 4
 ORDERS = 10
@@ -83,32 +76,9 @@ class RecordingStore(Store):
         await super().retry_later(job, **kwargs)
 
 
-@contextlib.asynccontextmanager
-async def world_on(database_url: str) -> AsyncIterator[World]:
+def world_on(database_url: str) -> contextlib.AbstractAsyncContextManager[World]:
     """tests/e2e/harness.py's world, on any database."""
-    port = free_port()
-    kom_url = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        database_url=database_url,
-        secret_key=SECRET,  # type: ignore[arg-type]
-        public_url=kom_url,
-        allowed_saleor_urls=r"http://127\.0\.0\.1:\d+/graphql/",
-        provider_max_attempts=3,
-    )
-    clock = Clock()
-    sandbox = SandboxState()
-    store = await Store.open(database_url, SecretBox(SECRET), clock)
-    try:
-        with serve_in_thread(create_sandbox(sandbox)) as klarna_url, serve_fake_saleor() as saleor:
-            async with httpx.AsyncClient(timeout=20) as http:
-                built = World(saleor, sandbox, klarna_url, kom_url, settings, store, http, clock)
-                built.start_kom()
-                try:
-                    yield built
-                finally:
-                    built.stop_kom()
-    finally:
-        await store.close()
+    return world(database_url=database_url)
 
 
 async def run_workers(w: World, workers: list[Worker], timeout: float = 90) -> None:
