@@ -226,3 +226,25 @@ def test_operations_doc_covers_the_runbook() -> None:
         assert needed in doc, needed
     for command in re.findall(r"^\s*kom ([a-z]+[^\n`]*)$", doc, flags=re.M):
         kom_args(shlex.split(command))
+
+
+def test_kubernetes_manifests_match_the_kubernetes_api_schemas() -> None:
+    """Every object validates (strict: unknown fields fail) against Kubernetes 1.30's schemas."""
+    import copy
+
+    import kubernetes_validate
+
+    documents = [
+        doc
+        for path in sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+        if path.name != "kustomization.yaml"  # a kustomize file, not an API object
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    assert len(documents) >= 7
+    for doc in documents:
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+    broken = copy.deepcopy(next(d for d in documents if d["kind"] == "Deployment"))
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.30.0", strict=True)
