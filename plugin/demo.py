@@ -186,7 +186,8 @@ async def _through_saleor(out: _Printer) -> bool | None:
     try:
         from tests.e2e.harness import world
         from tests.fakes.saleor.schema import schema_path
-    except ImportError:
+    except ImportError as exc:
+        print(f"\n(Saleor part skipped: the repository's test fakes are not importable here: {exc})")
         return None
     if not schema_path().is_file():
         print(f"\n(Saleor part skipped: no Saleor schema at {schema_path()}; set KOM_SHARED_DIR)")

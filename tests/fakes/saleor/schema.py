@@ -11,7 +11,6 @@ import functools
 import os
 from pathlib import Path
 
-import pytest
 from graphql import GraphQLSchema, build_schema
 
 __all__ = ["captures_dir", "load_schema", "require_schema", "schema_path", "shared_dir"]
@@ -35,6 +34,8 @@ def require_schema() -> GraphQLSchema:
     """The schema, or skip the calling test (fail under ``CI=true``) when it is missing."""
     path = schema_path()
     if not path.is_file():
+        import pytest  # only here: `kom demo` uses the fake without the test tools installed
+
         reason = f"Saleor schema not found at {path} (set KOM_SHARED_DIR to the shared dir)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason}; CI must run the fake-Saleor tests.")
