@@ -10,7 +10,7 @@ from adapters.saleor.client import SaleorClient, SaleorError
 from adapters.saleor.snapshot import order_snapshot
 from plugin.domain.money import to_major
 from plugin.service.ports import PlatformOrder, TransactionReport
-from plugin.store.store import Installation
+from plugin.service.records import Installation
 
 
 class SaleorPlatform:

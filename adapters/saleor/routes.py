@@ -38,9 +38,9 @@ from adapters.saleor.payloads import (
 )
 from plugin import __version__
 from plugin.composition import Services
+from plugin.service.records import Installation
 from plugin.service.requests import refund_to_json
 from plugin.settings import DEFAULT_ALLOWED_SALEOR_URLS
-from plugin.store.store import Installation
 from plugin.web.body import read_capped
 
 log = logging.getLogger("kom.saleor")

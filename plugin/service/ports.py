@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from plugin.domain.actions import CaptureAction, RefundAction
 from plugin.domain.provider import ProviderOrder
 from plugin.domain.snapshot import Order
+from plugin.service.records import ChannelSettings, Installation, OrderJob, StoredRequest
 
 
 class PaymentProvider(Protocol):
@@ -66,3 +68,49 @@ class Platform(Protocol):
     async def recent_orders(self, since: datetime) -> list[str]:
         """Ids of orders changed since ``since`` (for the sweep that catches lost webhooks)."""
         ...
+
+
+class WorkStore(Protocol):
+    """What the worker needs from KOM's database (implemented by plugin.store.store.Store)."""
+
+    def clock(self) -> datetime: ...
+
+    async def claim(self, worker_id: str, lease: timedelta) -> OrderJob | None: ...
+
+    async def finish(
+        self,
+        job: OrderJob,
+        *,
+        state: str,
+        reason: str | None = None,
+        provider_order_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> bool: ...
+
+    async def retry_later(
+        self, job: OrderJob, *, error: str, delay: timedelta, give_up: bool, correlation_id: str | None = None
+    ) -> None: ...
+
+    async def installation(self, installation_id: int) -> Installation | None: ...
+
+    async def installations(self) -> list[Installation]: ...
+
+    async def settings_for(self, installation_id: int, channel: str | None) -> ChannelSettings | None: ...
+
+    async def requests_for(
+        self, installation_id: int, platform_order_id: str, *, kind: str | None = None
+    ) -> list[StoredRequest]: ...
+
+    async def mark_done(self, request_ids: Sequence[int]) -> None: ...
+
+    async def reported(self, installation_id: int, psp_references: Sequence[str]) -> set[tuple[str, str]]: ...
+
+    async def add_report(
+        self, installation_id: int, psp_reference: str, type: str, amount: int, message: str
+    ) -> None: ...
+
+    async def order_job(self, installation_id: int, platform_order_id: str) -> OrderJob | None: ...
+
+    async def touch_order(
+        self, installation_id: int, platform_order_id: str, *, number: str | None = None
+    ) -> None: ...

@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 
 from plugin.domain.actions import CaptureAction, idempotency_key
 from plugin.domain.money import format_money
-from plugin.service.ports import PaymentProvider, Platform, PlatformOrder, TransactionReport
+from plugin.service.ports import PaymentProvider, Platform, PlatformOrder, TransactionReport, WorkStore
+from plugin.service.records import ChannelSettings, Installation, OrderJob, StoredRequest
 from plugin.service.reporting import RefundRecord, capture_reports, refund_reports
 from plugin.service.requests import refund_from_json
 from plugin.service.sync import SyncResult, sync_order
-from plugin.store.store import ChannelSettings, Installation, OrderJob, Store, StoredRequest
 
 log = logging.getLogger("kom.worker")
 
@@ -52,7 +52,7 @@ class WorkerConfig:
 class Worker:
     def __init__(
         self,
-        store: Store,
+        store: WorkStore,
         platforms: PlatformFactory,
         providers: ProviderFactory,
         *,

@@ -24,11 +24,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from plugin.domain.policy import OriginPolicy, Policy, ShippingFeePolicy
 from plugin.observability import ORDER_SECONDS, ORDERS_PROCESSED
+from plugin.service.records import ChannelSettings, Installation, OrderJob, StoredRequest
 from plugin.store import schema
 from plugin.store import tables as t
 from plugin.store.secrets import SecretBox
+
+__all__ = ["ChannelSettings", "Installation", "OrderJob", "QueueStats", "Store", "StoredRequest", "async_url"]
 
 Clock = Callable[[], datetime]
 
@@ -46,75 +48,6 @@ def async_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url
-
-
-@dataclass(frozen=True)
-class Installation:
-    id: int
-    platform: str
-    api_url: str
-    app_id: str
-    token: str
-    jwks: dict[str, Any]
-    jwks_fetched_at: datetime
-
-    def __repr__(self) -> str:  # the token never shows up in logs or tracebacks
-        return f"Installation(id={self.id}, api_url={self.api_url!r}, app_id={self.app_id!r})"
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    channel: str
-    provider: str
-    environment: str
-    region: str
-    api_key: str
-    username: str | None
-    base_url: str | None
-    capture_mode: str = "on_fulfillment"
-    shipping_fee: str = ShippingFeePolicy.FIRST_PARCEL.value
-    unknown_origin: str = OriginPolicy.EARLIEST_FIRST.value
-
-    def policy(self, *, charge_requested: bool = False) -> Policy:
-        return Policy(
-            shipping_fee=ShippingFeePolicy(self.shipping_fee),
-            unknown_origin=OriginPolicy(self.unknown_origin),
-            capture_shipments=self.capture_mode == "on_fulfillment" or charge_requested,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"ChannelSettings(channel={self.channel!r}, provider={self.provider!r}, "
-            f"environment={self.environment!r}, region={self.region!r}, api_key='***')"
-        )
-
-
-@dataclass(frozen=True)
-class OrderJob:
-    id: int
-    installation_id: int
-    platform_order_id: str
-    state: str
-    attempts: int
-    hints: int
-    reason: str | None = None
-    provider_order_id: str | None = None
-    order_number: str | None = None
-    due_at: datetime | None = None
-    updated_at: datetime | None = None
-    correlation_id: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredRequest:
-    id: int
-    kind: str
-    request_id: str
-    psp_reference: str
-    transaction_id: str
-    body: dict[str, Any]
-    created_at: datetime
-    done: bool
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from plugin.domain.provider import ProviderLine, ProviderOrder
 from plugin.domain.references import REFUND_PREFIX, capture_reference
 from plugin.domain.snapshot import Shipment
 from plugin.service.ports import PlatformOrder
-from plugin.store.store import Installation, OrderJob
+from plugin.service.records import Installation, OrderJob
 from plugin.web.dashboard.activity import job_view
 
 log = logging.getLogger("kom.dashboard")

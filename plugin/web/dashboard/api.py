@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from plugin.composition import Services
-from plugin.store.store import ChannelSettings
+from plugin.service.records import ChannelSettings
 from plugin.web.body import read_capped
 from plugin.web.dashboard import activity, connection
 from plugin.web.dashboard.allocation import order_view

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from adapters.saleor import jws
 from adapters.saleor.client import SaleorClient, SaleorError
 from plugin.composition import Services
-from plugin.store.store import Installation
+from plugin.service.records import Installation
 
 log = logging.getLogger("kom.dashboard")
 

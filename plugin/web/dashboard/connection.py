@@ -24,7 +24,7 @@ import httpx
 from adapters.klarna import errors
 from adapters.klarna.client import OrderManagementClient, RetryPolicy
 from adapters.klarna.hosts import Environment, Provider, Region, base_url
-from plugin.store.store import ChannelSettings
+from plugin.service.records import ChannelSettings
 
 PROBE_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _NAMES = {"klarna": "Klarna", "kustom": "Kustom"}

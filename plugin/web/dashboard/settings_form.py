@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from adapters.klarna.hosts import Environment, Provider, Region, base_url, check_base_url
 from plugin.domain.policy import OriginPolicy, ShippingFeePolicy
-from plugin.store.store import ChannelSettings
+from plugin.service.records import ChannelSettings
 
 CAPTURE_MODES = ("on_fulfillment", "manual")
 CREDENTIAL_TYPES = ("api_key", "username_password")

@@ -1,0 +1,82 @@
+"""The records the use cases work with, as the store reads and writes them.
+
+Plain frozen dataclasses, so the service layer depends on them and on ports only, never
+on the database code (plugin/store) that fills them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from plugin.domain.policy import OriginPolicy, Policy, ShippingFeePolicy
+
+
+@dataclass(frozen=True)
+class Installation:
+    id: int
+    platform: str
+    api_url: str
+    app_id: str
+    token: str
+    jwks: dict[str, Any]
+    jwks_fetched_at: datetime
+
+    def __repr__(self) -> str:  # the token never shows up in logs or tracebacks
+        return f"Installation(id={self.id}, api_url={self.api_url!r}, app_id={self.app_id!r})"
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    channel: str
+    provider: str
+    environment: str
+    region: str
+    api_key: str
+    username: str | None
+    base_url: str | None
+    capture_mode: str = "on_fulfillment"
+    shipping_fee: str = ShippingFeePolicy.FIRST_PARCEL.value
+    unknown_origin: str = OriginPolicy.EARLIEST_FIRST.value
+
+    def policy(self, *, charge_requested: bool = False) -> Policy:
+        return Policy(
+            shipping_fee=ShippingFeePolicy(self.shipping_fee),
+            unknown_origin=OriginPolicy(self.unknown_origin),
+            capture_shipments=self.capture_mode == "on_fulfillment" or charge_requested,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ChannelSettings(channel={self.channel!r}, provider={self.provider!r}, "
+            f"environment={self.environment!r}, region={self.region!r}, api_key='***')"
+        )
+
+
+@dataclass(frozen=True)
+class OrderJob:
+    id: int
+    installation_id: int
+    platform_order_id: str
+    state: str
+    attempts: int
+    hints: int
+    reason: str | None = None
+    provider_order_id: str | None = None
+    order_number: str | None = None
+    due_at: datetime | None = None
+    updated_at: datetime | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    id: int
+    kind: str
+    request_id: str
+    psp_reference: str
+    transaction_id: str
+    body: dict[str, Any]
+    created_at: datetime
+    done: bool
