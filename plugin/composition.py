@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import httpx
 
-from adapters.klarna.client import OrderManagementClient, RetryPolicy
 from adapters.klarna.errors import AuthenticationFailed, NotAllowed, NotFound, Rejected
-from adapters.klarna.hosts import Environment, Provider, Region, base_url, portal_url
-from adapters.klarna.provider import KlarnaProvider
 from plugin.service.ports import PaymentProvider, Platform
+from plugin.service.records import ChannelSettings, Installation
 from plugin.service.worker import Permanent, Worker, WorkerConfig
 from plugin.settings import Settings
-from plugin.store.store import ChannelSettings, Installation, Store
+from plugin.store.store import Store
 
 
 @dataclass
@@ -26,32 +27,37 @@ class Services:
     extra: dict[str, object] = field(default_factory=dict)
 
     def provider(self, channel: ChannelSettings) -> PaymentProvider:
-        client = OrderManagementClient(
-            base_url=base_url(
-                Provider(channel.provider),
-                Environment(channel.environment),
-                Region(channel.region),
-                channel.base_url,
-            ),
-            api_key=channel.api_key,
-            username=channel.username,
-            http_client=self.http,
-            retry=RetryPolicy(max_attempts=self.settings.provider_max_attempts),
-            timeout=self.settings.provider_timeout_seconds,
-        )
-        return KlarnaProvider(
-            client, portal_url(Provider(channel.provider), Environment(channel.environment))
-        )
+        factory = load_adapter("kom.providers", channel.provider)
+        provider: PaymentProvider = factory(channel, self.http, self.settings)
+        return provider
 
     def platform(self, installation: Installation) -> Platform:
-        from adapters.saleor.platform import SaleorPlatform
-
-        return SaleorPlatform.for_installation(installation, self.http)
+        factory = load_adapter("kom.platforms", installation.platform)
+        platform: Platform = factory(installation, self.http)
+        return platform
 
     def worker(self, config: WorkerConfig | None = None, worker_id: str | None = None) -> Worker:
         return Worker(
             self.store, self.platform, self.provider, config=config, worker_id=worker_id, classify=classify
         )
+
+
+@functools.cache
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group=group)}
+
+
+def load_adapter(group: str, name: str) -> Any:
+    """The factory a package registered under ``group`` (Python entry points), by name.
+
+    KOM's own adapters register like a third party would (pyproject.toml), so a new
+    platform or provider is a package to install, not a fork to maintain.
+    """
+    entry = _entry_points(group).get(name)
+    if entry is None:
+        known = ", ".join(sorted(_entry_points(group))) or "none"
+        raise Permanent(f"No adapter {name!r} is installed for {group} (installed: {known}).")
+    return entry.load()
 
 
 def classify(exc: Exception) -> Permanent | None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from adapters.klarna.client import OrderManagementClient
+import httpx
+
+from adapters.klarna.client import OrderManagementClient, RetryPolicy
+from adapters.klarna.hosts import Environment, Provider, Region, base_url, portal_url
 from adapters.klarna.mapping import capture_request, provider_order, refund_request
 from plugin.domain.actions import CaptureAction, RefundAction
 from plugin.domain.provider import ProviderOrder
+from plugin.service.records import ChannelSettings
+from plugin.settings import Settings
 
 
 class KlarnaProvider:
@@ -34,3 +39,17 @@ class KlarnaProvider:
 
     def portal_url(self, order_id: str) -> str | None:
         return self._portal
+
+
+def from_settings(channel: ChannelSettings, http: httpx.AsyncClient, settings: Settings) -> KlarnaProvider:
+    """The provider for one merchant's channel settings (entry points ``kom.providers``: klarna, kustom)."""
+    provider, environment = Provider(channel.provider), Environment(channel.environment)
+    client = OrderManagementClient(
+        base_url=base_url(provider, environment, Region(channel.region), channel.base_url),
+        api_key=channel.api_key,
+        username=channel.username,
+        http_client=http,
+        retry=RetryPolicy(max_attempts=settings.provider_max_attempts),
+        timeout=settings.provider_timeout_seconds,
+    )
+    return KlarnaProvider(client, portal_url(provider, environment))
