@@ -84,6 +84,7 @@ class Principal(_Model):
 
     typename: str | None = Field(default=None, alias="__typename")
     id: str | None = None
+    identifier: str | None = None
 
 
 class TransactionAction(_Model):

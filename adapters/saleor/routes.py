@@ -36,6 +36,7 @@ from adapters.saleor.payloads import (
     parse_payload,
     refund_request_from,
 )
+from adapters.saleor.snapshot import created_by_kom
 from plugin import __version__
 from plugin.composition import Services
 from plugin.service.records import Installation
@@ -227,8 +228,14 @@ async def _transaction_request(
 ) -> Response:
     _, failure = responses.RESULTS[spec.event]
     transaction = payload.transaction
-    owner = transaction.created_by.id if transaction and transaction.created_by else None
-    if transaction is None or transaction.order is None or owner != installation.app_id:
+    creator = transaction.created_by if transaction else None
+    # Saleor sends transaction requests only to the owning app; a creator that is clearly
+    # another app (neither this App id nor KOM's identifier) is refused all the same.
+    foreign = creator is not None and not created_by_kom(
+        {"__typename": creator.typename or "App", "id": creator.id, "identifier": creator.identifier},
+        installation.app_id,
+    )
+    if transaction is None or transaction.order is None or foreign:
         message = "KOM manages only the payments it owns; this transaction belongs to another app."
         return JSONResponse(responses.result(failure, amount=None, message=message))
     order_id = transaction.order.id

@@ -14,7 +14,8 @@ Mapping decisions, each forced by how Saleor models orders:
   *returned* units, which Saleor moves out of the original fulfillment into a new one.
 - Refunds stay empty: KOM keeps the refund requests it received itself (Saleor has no
   webhook for grants and its grant amounts are capped silently, see payloads.py).
-- KOM's transaction is the one ``createdBy`` KOM's app; its ``pspReference`` is the
+- KOM's transaction is the one ``createdBy`` KOM's app (this installation's App id, or the
+  manifest's identifier after a reinstall); its ``pspReference`` is the
   provider (Klarna) order id.
 
 Amounts go through ``to_minor`` only (exact, refuses sub-cent values).
@@ -50,6 +51,18 @@ class SaleorOrder:
     charged: int
     currency: str
     created_at: datetime | None = None
+
+
+# The manifest id: Saleor keeps a transaction with the app *identifier* across a reinstall
+# (the new installation has a new App id), so either marks a transaction as KOM's.
+APP_IDENTIFIER = "app.kom.order-management"
+
+
+def created_by_kom(creator: object, app_id: str) -> bool:
+    """Whether a transaction's ``createdBy`` is this KOM installation (or an earlier one)."""
+    if not isinstance(creator, dict) or creator.get("__typename", "App") != "App":
+        return False
+    return creator.get("id") == app_id or creator.get("identifier") == APP_IDENTIFIER
 
 
 def order_snapshot(order: dict[str, Any], *, app_id: str) -> SaleorOrder:
@@ -170,17 +183,23 @@ def _own_transaction(order: dict[str, Any], app_id: str, where: str) -> dict[str
     owned = []
     for raw in order.get("transactions") or ():
         transaction = _dict(raw, where)
-        creator = transaction.get("createdBy")
-        if (
-            isinstance(creator, dict)
-            and creator.get("__typename", "App") == "App"
-            and creator.get("id") == app_id
-        ):
+        if created_by_kom(transaction.get("createdBy"), app_id):
             owned.append(transaction)
     if len(owned) > 1:
         # Two Klarna orders behind one Saleor order: guessing could capture the wrong one.
         raise SnapshotError(f"{where} has {len(owned)} transactions created by KOM's app; expected one")
-    return owned[0] if owned else None
+    if owned:
+        return owned[0]
+    # After KOM was uninstalled and installed again, Saleor shows no creator for the payments
+    # the old installation made (the app row is gone) but still routes them to KOM by its
+    # identifier. One such creator-less payment with a provider order id is taken as KOM's;
+    # the provider then proves it (an unknown order id is a 404 that parks the order).
+    orphans = [
+        transaction
+        for raw in order.get("transactions") or ()
+        if (transaction := _dict(raw, where)).get("createdBy") is None and transaction.get("pspReference")
+    ]
+    return orphans[0] if len(orphans) == 1 else None
 
 
 def _currency(order: dict[str, Any], where: str) -> str:

@@ -278,3 +278,19 @@ async def test_saleor_key_rotation_is_followed_with_one_jwks_refetch(w: World) -
     assert len(w.klarna(order).captures) == 1
     installation = await w.store.installation(1)
     assert installation is not None and installation.jwks == w.saleor.jwks()
+
+
+async def test_reinstalled_kom_keeps_handling_orders_paid_before(w: World) -> None:
+    order = await w.new_order(SEED)
+    w.saleor.fulfill(order.id, {order.lines[0]: 1, order.lines[1]: 1})
+    await w.settle()
+    assert w.app is not None
+    await w.saleor.uninstall(w.app)
+    await w.saleor.deliver_pending()
+    await w.install()  # a new App id; Saleor keeps the transaction with the app identifier
+    w.saleor.fulfill(order.id, {order.lines[2]: 1})
+    await w.settle()
+    assert len(w.klarna(order).captures) == 2
+    refund_lines(w, order, 2)
+    await w.settle()
+    assert [r["allocated"] for r in (await w.ledger(order))["refunds"]] == [True]

@@ -150,3 +150,17 @@ def test_template_has_no_absolute_urls_or_queries() -> None:
     assert "version" not in template
     assert all(value.startswith("/") for key, value in template.items() if key.endswith("Url"))
     assert all("query" not in hook and hook["targetUrl"].startswith("/") for hook in template["webhooks"])
+
+
+def test_the_identifier_kom_recognises_its_transactions_by_is_the_manifest_id() -> None:
+    import json
+
+    from adapters.saleor.manifest import TEMPLATE
+    from adapters.saleor.snapshot import APP_IDENTIFIER, created_by_kom
+
+    assert json.loads(TEMPLATE.read_text())["id"] == APP_IDENTIFIER
+    assert created_by_kom({"__typename": "App", "id": "QXBwOjE=", "identifier": None}, "QXBwOjE=")
+    assert created_by_kom({"__typename": "App", "id": "QXBwOjk=", "identifier": APP_IDENTIFIER}, "QXBwOjE=")
+    assert not created_by_kom({"__typename": "App", "id": "QXBwOjk=", "identifier": "other.app"}, "QXBwOjE=")
+    assert not created_by_kom({"__typename": "User", "id": "VXNlcjox"}, "QXBwOjE=")
+    assert not created_by_kom(None, "QXBwOjE=")
