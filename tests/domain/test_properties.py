@@ -8,7 +8,8 @@ exact sums, per-reference limits, and that re-planning after applying yields no 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,24 +171,45 @@ def check_provider(provider: ProviderOrder) -> None:
     assert len(shipping) <= 1
 
 
-@settings()
-@given(scenarios())
-def test_random_orders_parcels_and_refunds_keep_every_invariant(
+@dataclass(frozen=True)
+class Step:
+    order: Order
+    before: ProviderOrder
+    result: Plan
+    after: ProviderOrder
+
+
+def play(
     scenario: tuple[Order, list[tuple[str, object]], Policy],
-) -> None:
+    shipment: Callable[[Shipment, int], Shipment] = lambda s, _: s,
+) -> Iterator[Step]:
+    """Feed a scenario's events to the planner one by one, applying each plan."""
     base, events, policy = scenario
     order = replace(base, shipments=(), refunds=())
     provider = authorized(base)
     for minute, (kind, payload) in enumerate(events, start=20):
         if kind == "ship":
             assert isinstance(payload, Shipment)
-            order = replace(order, shipments=(*order.shipments, payload))
+            order = replace(order, shipments=(*order.shipments, shipment(payload, minute)))
         else:
             request = build_request(payload, order, provider, minute)  # type: ignore[arg-type]
             order = replace(order, refunds=(*order.refunds, request))
         result = plan(order, provider, policy)
-        check_plan(result, order, provider)
-        provider = apply_all(provider, result.actions)
+        after = apply_all(provider, result.actions)
+        yield Step(order, provider, result, after)
+        provider = after
+
+
+@settings()
+@given(scenarios())
+def test_random_orders_parcels_and_refunds_keep_every_invariant(
+    scenario: tuple[Order, list[tuple[str, object]], Policy],
+) -> None:
+    base, _, policy = scenario
+    order, provider = replace(base, shipments=(), refunds=()), authorized(base)
+    for step in play(scenario):
+        order, provider = step.order, step.after
+        check_plan(step.result, order, step.before)
         check_provider(provider)
         again = plan(order, provider, policy)
         assert again.actions == (), "re-planning after applying the plan must yield nothing"
