@@ -55,6 +55,7 @@ def provider_order(order: Order) -> ProviderOrder:
         captured_amount=order.captured_amount or 0,
         refunded_amount=order.refunded_amount or 0,
         remaining_authorized_amount=order.remaining_authorized_amount or 0,
+        expires_at=_timestamp(order.expires_at),
         captures=tuple(
             ProviderCapture(
                 capture_id=capture.capture_id,
@@ -65,6 +66,9 @@ def provider_order(order: Order) -> ProviderOrder:
                 captured_at=_timestamp(capture.captured_at),
                 # None stays None: "not reported" is not the same as "nothing refunded".
                 refunded_amount=capture.refunded_amount,
+                tracking_numbers=tuple(
+                    info.tracking_number for info in capture.shipping_info if info.tracking_number
+                ),
             )
             for capture in order.captures
         ),
@@ -94,6 +98,12 @@ def _line(line: PlannedLine) -> OrderLine:
         total_tax_amount=line.total_tax_amount,
         merchant_data=GOODWILL_MARK if line.goodwill else None,
     )
+
+
+def shipping_info(tracking: Tracking) -> list[ShippingInfo]:
+    """``POST /captures/{id}/shipping-info`` entries for one parcel's tracking (may be none)."""
+    info = _shipping_info(tracking)
+    return [info] if info else []
 
 
 def _shipping_info(tracking: Tracking) -> ShippingInfo | None:

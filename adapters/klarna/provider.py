@@ -8,9 +8,10 @@ import httpx
 
 from adapters.klarna.client import OrderManagementClient, RetryPolicy
 from adapters.klarna.hosts import Environment, Provider, Region, base_url, portal_url
-from adapters.klarna.mapping import capture_request, provider_order, refund_request
+from adapters.klarna.mapping import capture_request, provider_order, refund_request, shipping_info
 from plugin.domain.actions import CaptureAction, RefundAction
 from plugin.domain.provider import ProviderOrder
+from plugin.domain.snapshot import Tracking
 from plugin.service.records import ChannelSettings
 from plugin.settings import Settings
 
@@ -30,6 +31,13 @@ class KlarnaProvider:
 
     async def refund(self, order_id: str, action: RefundAction) -> str:
         return await self._client.refund(order_id, refund_request(action), action.idempotency_key)
+
+    async def add_shipping_info(
+        self, order_id: str, capture_id: str, tracking: Tracking, idempotency_key: uuid.UUID
+    ) -> None:
+        info = shipping_info(tracking)
+        if info:  # a parcel without carrier or number has nothing to add
+            await self._client.add_shipping_info(order_id, capture_id, info, idempotency_key)
 
     async def cancel(self, order_id: str, idempotency_key: uuid.UUID) -> None:
         await self._client.cancel(order_id, idempotency_key)

@@ -63,9 +63,43 @@ class RefundAction:
     refunded_amount: int
     lines: tuple[PlannedLine, ...]
     description: str
+    automatic: bool = False
+    """True for a refund KOM makes on its own (goods that will never ship, e.g. on a cancelled
+    order); no platform request waits for it, so it is reported as a refund of its own."""
 
 
-Action = CaptureAction | RefundAction
+@dataclass(frozen=True)
+class ShippingInfoAction:
+    """Add a re-fulfilment's tracking to the capture that already covers its goods.
+
+    A parcel that was cancelled after its capture and then shipped again is not captured a
+    second time (the authorization is used up); its tracking joins the first capture.
+    """
+
+    key: str
+    idempotency_key: uuid.UUID
+    shipment_id: str
+    capture: str
+    """The provider capture id that covers the shipment's goods."""
+    parcel: int
+    tracking: Tracking
+
+
+@dataclass(frozen=True)
+class ReleaseAction:
+    """The order will ship nothing more (cancelled on the platform): free the authorization.
+
+    ``cancel`` is True when nothing was ever captured (cancel the whole provider order),
+    else the remaining authorization is released. ``amount`` is what gets freed.
+    """
+
+    key: str
+    idempotency_key: uuid.UUID
+    cancel: bool
+    amount: int
+
+
+Action = CaptureAction | RefundAction | ShippingInfoAction | ReleaseAction
 
 
 class RefusalCode(StrEnum):

@@ -37,6 +37,8 @@ class ProviderCapture:
     klarna_reference: str | None = None
     captured_at: datetime | None = None
     refunded_amount: int | None = None
+    tracking_numbers: tuple[str, ...] = ()
+    """Tracking numbers in the capture's shipping info (a re-fulfilment's are added here)."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,5 @@ class ProviderOrder:
     remaining_authorized_amount: int
     captures: tuple[ProviderCapture, ...] = ()
     refunds: tuple[ProviderRefund, ...] = ()
+    expires_at: datetime | None = None
+    """When the authorization expires (Klarna's ``expires_at``), if the provider says."""

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from plugin.domain.actions import CaptureAction, RefundAction
 from plugin.domain.provider import ProviderOrder
-from plugin.domain.snapshot import Order
+from plugin.domain.snapshot import Order, Tracking
 from plugin.service.records import ChannelSettings, Installation, OrderJob, StoredRequest
 
 
@@ -25,6 +25,12 @@ class PaymentProvider(Protocol):
 
     async def refund(self, order_id: str, action: RefundAction) -> str:
         """Make the refund; returns the provider's refund id."""
+        ...
+
+    async def add_shipping_info(
+        self, order_id: str, capture_id: str, tracking: Tracking, idempotency_key: uuid.UUID
+    ) -> None:
+        """Add a parcel's tracking to an existing capture."""
         ...
 
     async def cancel(self, order_id: str, idempotency_key: uuid.UUID) -> None: ...

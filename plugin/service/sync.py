@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from plugin.domain.actions import Action, CaptureAction, Refusal
+from plugin.domain.actions import Action, CaptureAction, RefundAction, Refusal, ReleaseAction
 from plugin.domain.plan import plan
 from plugin.domain.policy import Policy
 from plugin.domain.provider import ProviderOrder
@@ -58,8 +58,19 @@ async def sync_order(
     for action in result.actions:
         if isinstance(action, CaptureAction):
             provider_id = await provider.capture(provider_order_id, action)
-        else:
+        elif isinstance(action, RefundAction):
             provider_id = await provider.refund(provider_order_id, action)
+        elif isinstance(action, ReleaseAction):
+            if action.cancel:
+                await provider.cancel(provider_order_id, action.idempotency_key)
+            else:
+                await provider.release_remaining_authorization(provider_order_id, action.idempotency_key)
+            provider_id = action.key
+        else:
+            await provider.add_shipping_info(
+                provider_order_id, action.capture, action.tracking, action.idempotency_key
+            )
+            provider_id = action.capture
         log.info("order %s: %s done as %s", order.id, action.key, provider_id, extra=context)
         outcome.done.append(Done(action, provider_id))
     return outcome
