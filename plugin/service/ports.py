@@ -37,6 +37,10 @@ class PaymentProvider(Protocol):
 
     async def release_remaining_authorization(self, order_id: str, idempotency_key: uuid.UUID) -> None: ...
 
+    async def extend_authorization(self, order_id: str, idempotency_key: uuid.UUID) -> None:
+        """Move the authorization's expiry forward (Klarna: today + the account's period, ≤ 180 days)."""
+        ...
+
     def portal_url(self, order_id: str) -> str | None:
         """Where the merchant sees this order in the provider's portal."""
         ...
