@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     provider_max_attempts: int = Field(
         4, ge=1, le=10, description="Attempts per provider call (retries on 429, 5xx, timeouts)."
     )
+    authorization_warning_hours: float = Field(
+        48.0,
+        gt=0,
+        le=24 * 90,
+        description="Warn this many hours before a provider authorization expires with goods unshipped "
+        "(and extend it then, on channels that enabled automatic extension).",
+    )
 
 
 @lru_cache(maxsize=1)
