@@ -54,6 +54,8 @@ class PlatformOrder:
     channel: str | None
     transaction_id: str | None
     provider_order_id: str | None
+    charged: int | None = None
+    """What the platform's payment shows charged now (captured minus refunded), if it says."""
 
 
 @dataclass(frozen=True)
