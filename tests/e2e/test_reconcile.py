@@ -4,7 +4,11 @@ portal (here: straight at the sandbox's Order Management API), an authorization 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +17,7 @@ import pytest
 
 from adapters.klarna.sandbox import DEMO_API_KEY
 from plugin.service.reconcile import Report, Scope, reconcile
-from tests.e2e.harness import Order, World, world
+from tests.e2e.harness import SECRET, Order, World, world
 
 SEED = [
     ("TSHIRT", "T-shirt", 1, "30.00", "0.25"),
@@ -210,3 +214,59 @@ async def test_unreadable_provider_order_is_a_finding_not_a_crash(w: World) -> N
     (finding,) = by_order[created.id].findings
     assert finding.kind == "unreadable" and "no-such-klarna-order" in finding.detail
     assert by_order[other.id].findings == ()
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kom_env(w: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    from plugin.settings import get_settings
+
+    env = {"KOM_DATABASE_URL": w.settings.database_url, "KOM_SECRET_KEY": SECRET}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield env
+    get_settings.cache_clear()
+
+
+async def test_kom_reconcile_prints_a_table_and_exits_1_on_findings(
+    w: World, kom_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plugin.cli import main
+
+    order = await w.new_order(SEED)
+    w.saleor.fulfill(order.id, {order.lines[2]: 1})
+    lose_webhooks(w)
+    clean = await ship_seed(w)
+    assert await asyncio.to_thread(main, ["reconcile", "--order", clean.id]) == 0
+    assert "Checked 1 order on 1 installation: everything in sync." in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["reconcile", "--since", "1h"]) == 1
+    out = capsys.readouterr().out
+    header, rule, first, *_ = out.splitlines()
+    assert header.split() == ["order", "finding", "detail", "suggested", "action"]
+    assert set(rule) == {"-", " "} and first.startswith(f"#{order.number} ")
+    assert "shipment_not_captured" in first and "Parcel 1" in first
+    assert out.rstrip().endswith("Checked 2 orders on 1 installation: 1 finding on 1 order.")
+    assert await asyncio.to_thread(main, ["reconcile", "--installation", "99"]) == 2
+    assert "no installation '99'" in capsys.readouterr().out
+
+
+async def test_kom_reconcile_json_in_a_subprocess(w: World, kom_env: dict[str, str]) -> None:
+    order = await ship_seed(w)
+    await at_klarna(w, order, "/refunds", {"refunded_amount": 500})
+    kom = Path(sys.executable).with_name("kom")
+    process = await asyncio.create_subprocess_exec(
+        str(kom), "reconcile", "--json", "--installation", w.saleor.api_url,
+        env={**os.environ, **kom_env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 1, stderr.decode()
+    body = json.loads(stdout)
+    assert body["clean"] is False and body["checked"] == 1 and body["problems"] == []
+    assert {f["kind"] for f in body["findings"]} == {"refund_misallocated", "charge_drift"}
+    (row,) = body["orders"]
+    assert row["order_id"] == order.id and row["provider_order_id"] == order.klarna_id
+    assert row["authorization_expires_at"] and row["findings"] == 2
+    assert {f.kind for f in await w.store.findings(1, order.id)} == {"refund_misallocated", "charge_drift"}
