@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     configure.add_argument("--api-key", required=True, help="API key (klarna_..._api_... / kco_..._api_...)")
     configure.add_argument("--username", help="the UUID/MID username shown next to the key, if you use it")
     configure.add_argument("--base-url", help="override the API host (a proxy or a local sandbox)")
+    configure.add_argument(
+        "--extend-authorization",
+        action=argparse.BooleanOptionalAction,
+        help="extend an authorization about to expire with goods unshipped (default: keep; new: off)",
+    )
     configure.set_defaults(handler=_configure)
 
     reconcile = commands.add_parser(
