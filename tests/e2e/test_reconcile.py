@@ -93,11 +93,23 @@ async def test_an_order_in_sync_has_no_findings(w: World) -> None:
     grant = w.saleor.grant_refund(order.id, order.transaction, {order.lines[2]: 1})
     w.saleor.request_refund_for_granted_refund(grant)
     await w.settle()
+    assert w.klarna(order).remaining_authorized_amount == 0  # the last parcel used it all up
     report = await run(w, order)
     assert report.clean and kinds(report) == []
     (check,) = report.checks
     assert check.provider_order_id == order.klarna_id and check.expires_at is not None
     assert await w.store.findings(1) == []
+
+
+async def test_a_cancel_after_the_first_parcel_releases_the_rest_and_leaves_nothing_open(w: World) -> None:
+    order = await w.new_order(SEED, shipping=("10.00", "0.25"))
+    w.saleor.fulfill(order.id, {order.lines[0]: 1, order.lines[1]: 1})
+    await w.settle()
+    assert kinds(await run(w, order)) == []  # the sneakers may still ship: nothing to report yet
+    w.saleor.request_action(order.transaction, "CANCEL")
+    await w.settle()
+    assert w.klarna(order).remaining_authorized_amount == 0
+    assert kinds(await run(w, order)) == []  # released: no authorization left open or expiring
 
 
 async def test_a_lost_fulfillment_webhook_is_a_parcel_not_captured_until_synced(w: World) -> None:
