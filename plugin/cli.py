@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         "parcel is adopted with its references; a foreign refund that broke allocation is flagged), "
         "amount drift and authorizations about to expire, each with a suggested action. The findings "
         "also show on the dashboard as needs-attention items. Reads the platform and the provider, "
-        "writes nothing there. Exit status: 0 all in sync, 1 findings, 2 unknown installation or order.",
+        "writes nothing there. Exit status: 0 all in sync, 1 findings, 2 unknown installation or order "
+        "(or a database schema that needs `kom migrate`).",
     )
     reconcile.add_argument("--installation", help="an installation's id or platform API URL (default: all)")
     reconcile.add_argument("--order", help="one platform order id (e.g. a Saleor Order global id)")

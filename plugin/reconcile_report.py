@@ -2,7 +2,8 @@
 report as an aligned plain-text table or as JSON.
 
 Exit codes: 0 every order checked is in sync; 1 findings (or an installation whose order
-list could not be read); 2 the installation or order asked for is unknown.
+list could not be read); 2 the installation or order asked for is unknown, or the database's
+schema is not current (run `kom migrate`).
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ async def run(scope: Scope, *, as_json: bool) -> tuple[int, str]:
     from plugin.composition import Services
     from plugin.observability import http_client
     from plugin.runtime import load_settings, open_store
+    from plugin.store.schema import SchemaOutOfDate
 
     settings = load_settings()
-    store = await open_store(settings)
+    try:
+        store = await open_store(settings)
+    except SchemaOutOfDate as exc:
+        return 2, f"error: {exc}"
     try:
         async with http_client(settings.provider_timeout_seconds) as http:
             services = Services(settings=settings, store=store, http=http)

@@ -653,13 +653,19 @@ class Store:
     async def replace_findings(
         self, installation_id: int, platform_order_id: str, source: str, findings: Sequence[FindingRecord]
     ) -> None:
-        """The order's current findings from ``source``; the ones it no longer reports go away."""
+        """The order's current findings from ``source``; the ones it no longer reports go away.
+        A finding reported again keeps the time it was first found."""
         now = self.clock()
         where = (
             (t.findings.c.installation_id == installation_id)
             & (t.findings.c.platform_order_id == platform_order_id)
             & (t.findings.c.source == source)
         )
+        async with self.engine.connect() as conn:
+            known = await conn.execute(
+                select(t.findings.c.kind, t.findings.c.subject, t.findings.c.found_at).where(where)
+            )
+            first_found = {(r.kind, r.subject): r.found_at for r in known}
         rows = [
             {
                 "installation_id": installation_id,
@@ -670,7 +676,7 @@ class Store:
                 "subject": f.subject,
                 "detail": f.detail,
                 "suggested_action": f.suggested_action,
-                "found_at": f.found_at or now,
+                "found_at": f.found_at or first_found.get((f.kind, f.subject)) or now,
             }
             for f in findings
         ]

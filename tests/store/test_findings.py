@@ -57,6 +57,12 @@ async def test_findings_replace_per_order_and_source(store: Store) -> None:
         "7",
         NOW,
     )
+    later = Store(store.engine, store.box, lambda: NOW + timedelta(hours=1))  # the next run, an hour on
+    await later.replace_findings(
+        installation, "B", "reconcile", [finding("B", "refund_elsewhere"), finding("B", "charge_drift")]
+    )
+    found = {f.kind: f.found_at for f in await store.findings(installation, "B")}
+    assert found == {"refund_elsewhere": NOW, "charge_drift": NOW + timedelta(hours=1)}  # first found
     await store.replace_findings(installation, "A", "reconcile", [])  # A is clean now (for reconcile)
     assert [f.kind for f in await store.findings(installation, "A")] == ["authorization_expiring"]
     other = await install(store, "https://other.example/graphql/")
