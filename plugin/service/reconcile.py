@@ -11,6 +11,7 @@ never the end of the run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -106,22 +107,23 @@ async def reconcile(
     now: datetime,
     window: timedelta,
     save: bool = True,
+    concurrency: int = 8,
 ) -> Report:
     report = Report()
     since = scope.since or now - timedelta(days=30)
+    # A few orders at a time: each check mostly waits on two remote reads (platform, provider).
+    gate = asyncio.Semaphore(concurrency)
     for installation in await _installations(store, scope):
         platform = platforms(installation)
         if scope.order is not None:
             order_ids = [scope.order]
         else:
             order_ids = await _order_ids(store, platform, installation, since, report)
-        for order_id in order_ids:
-            check = await check_order(
-                store, platform, providers, installation, order_id, now=now, window=window
-            )
-            report.checks.append(check)
-            if save:
-                await store.replace_findings(installation.id, order_id, SOURCE, check.findings)
+        checks = [
+            _checked(gate, store, platform, providers, installation, order_id, now, window, save)
+            for order_id in order_ids
+        ]
+        report.checks += await asyncio.gather(*checks)
     log.info(
         "reconciled %d orders: %d findings, %d problems",
         len(report.checks),
@@ -129,6 +131,24 @@ async def reconcile(
         len(report.problems),
     )
     return report
+
+
+async def _checked(
+    gate: asyncio.Semaphore,
+    store: ReconcileStore,
+    platform: Platform,
+    providers: ProviderFactory,
+    installation: Installation,
+    order_id: str,
+    now: datetime,
+    window: timedelta,
+    save: bool,
+) -> OrderCheck:
+    async with gate:
+        check = await check_order(store, platform, providers, installation, order_id, now=now, window=window)
+        if save:
+            await store.replace_findings(installation.id, order_id, SOURCE, check.findings)
+        return check
 
 
 async def _installations(store: ReconcileStore, scope: Scope) -> list[Installation]:
