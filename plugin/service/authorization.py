@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from plugin.domain.actions import idempotency_key
 from plugin.domain.money import format_money
 from plugin.domain.provider import ProviderOrder
 from plugin.domain.snapshot import Order
 from plugin.service.adoption import unshipped_units
-from plugin.service.ports import PaymentProvider
+from plugin.service.ports import AuthorizationStore, PaymentProvider
 from plugin.service.records import AuthorizationRecord, FindingRecord
 
 log = logging.getLogger("kom.authorization")
@@ -95,26 +94,6 @@ def read_clock(
         key = idempotency_key(provider.order_id, f"extend:{expires.isoformat()}")
         return replace(reading(Decision.EXTEND, "warning", message), idempotency_key=key)
     return reading(Decision.WARN, "warning", message)
-
-
-class AuthorizationStore(Protocol):
-    """What the clock needs from KOM's database (plugin.store.store.Store implements it)."""
-
-    async def authorizations(
-        self, installation_id: int, platform_order_ids: Sequence[str]
-    ) -> dict[str, AuthorizationRecord]: ...
-
-    async def save_authorization(self, installation_id: int, record: AuthorizationRecord) -> None: ...
-
-    async def replace_findings(
-        self, installation_id: int, platform_order_id: str, source: str, findings: Sequence[FindingRecord]
-    ) -> None: ...
-
-    async def authorizations_due(self, *, warn_before: datetime, now: datetime) -> list[tuple[int, str]]: ...
-
-    async def touch_order(
-        self, installation_id: int, platform_order_id: str, *, number: str | None = None
-    ) -> None: ...
 
 
 def _no_metric(event: str) -> None:
