@@ -30,6 +30,8 @@ __all__ = [
     "FulfillmentCreated",
     "FulfillmentEvent",
     "GrantedRefund",
+    "OrderCancelled",
+    "OrderEvent",
     "PayloadError",
     "TransactionCancelationRequested",
     "TransactionChargeRequested",
@@ -129,9 +131,18 @@ class Event(_Model):
     errors: list[Any] | None = None
 
 
-class FulfillmentEvent(Event):
-    fulfillment: FulfillmentRef | None = None
+class OrderEvent(Event):
+    """An event that only says "look at this order again"."""
+
     order: OrderRef | None = None
+
+
+class FulfillmentEvent(OrderEvent):
+    fulfillment: FulfillmentRef | None = None
+
+
+class OrderCancelled(OrderEvent):
+    TYPENAME = "OrderCancelled"
 
 
 class FulfillmentCreated(FulfillmentEvent):
@@ -174,6 +185,7 @@ PAYLOADS: dict[str, type[Event]] = {
     "FULFILLMENT_CREATED": FulfillmentCreated,
     "FULFILLMENT_APPROVED": FulfillmentApproved,
     "FULFILLMENT_CANCELED": FulfillmentCanceled,
+    "ORDER_CANCELLED": OrderCancelled,
     "TRANSACTION_CHARGE_REQUESTED": TransactionChargeRequested,
     "TRANSACTION_REFUND_REQUESTED": TransactionRefundRequested,
     "TRANSACTION_CANCELATION_REQUESTED": TransactionCancelationRequested,
@@ -241,6 +253,7 @@ def refund_request_from(payload: TransactionRefundRequested) -> RefundRequest:
         include_shipping=grant.shipping_costs_included,
         amount=min(requested, granted),
         reason=grant.reason or None,
+        requested_amount=requested,
     )
 
 

@@ -28,7 +28,7 @@ from adapters.saleor.payloads import (
     AppDeleted,
     EmptyPayload,
     Event,
-    FulfillmentEvent,
+    OrderEvent,
     PayloadError,
     TransactionChargeRequested,
     TransactionRefundRequested,
@@ -210,7 +210,7 @@ async def _handle(
     spec: WebhookSpec, payload: Event, installation: Installation, services: Services
 ) -> Response:
     store = services.store
-    if isinstance(payload, FulfillmentEvent):
+    if isinstance(payload, OrderEvent):
         if payload.order is None:
             raise HTTPException(400, "The payload has no order.")
         await store.touch_order(installation.id, payload.order.id, number=payload.order.number)
