@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from plugin.domain.origins import whereabouts
 from plugin.domain.provider import ProviderCapture, ProviderOrder
 from plugin.domain.references import CAPTURE_PREFIX, capture_reference, line_tokens, parse_line_reference
 from plugin.domain.snapshot import Order, Shipment
@@ -94,16 +95,29 @@ def unshipped_units(order: Order, provider: ProviderOrder) -> int:
     """Units of goods neither captured nor in a parcel waiting to be captured.
 
     Captured units come from the provider's line references, so a parcel Saleor dropped
-    after a return still counts as shipped.
+    after a return still counts as shipped. Units a waiting parcel re-ships that a cancelled
+    parcel's capture already paid for, and units returned before their parcel was captured
+    (they will not ship again), are not counted as unshipped either.
     """
     adoption = adopt_foreign_captures(order, provider)
+    tokens = line_tokens(order)
+    where = whereabouts(adoption.order, provider.captures, tokens)
     own = {c.reference for c in provider.captures if not is_foreign(c)}
     accounted: dict[str, int] = {}
+
+    def count(line_id: str | None, units: int) -> None:
+        if line_id is not None and units > 0:
+            accounted[line_id] = accounted.get(line_id, 0) + units
+
     for capture in provider.captures:
         for line_id, units in captured_goods(order, capture).items():
-            accounted[line_id] = accounted.get(line_id, 0) + units
+            count(line_id, units)
     for shipment in adoption.order.shipments:
         if capture_reference(shipment.id) not in own:
+            covered = where.covered_units(shipment.id)
             for line_id, units in shipped_goods(shipment).items():
-                accounted[line_id] = accounted.get(line_id, 0) + units
+                count(line_id, units - covered.get(tokens.get(line_id, ""), 0))
+    by_token = {token: line_id for line_id, token in tokens.items()}
+    for token, units in where.returned_uncaptured.items():
+        count(by_token.get(token), units)
     return sum(max(line.quantity - accounted.get(line.id, 0), 0) for line in order.lines)

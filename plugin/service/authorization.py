@@ -69,13 +69,15 @@ def read_clock(
     """What to do about one order's authorization at ``now`` (pure)."""
     remaining, currency = provider.remaining_authorized_amount, provider.currency
     expires = provider.expires_at
-    unshipped = unshipped_units(order, provider) if remaining > 0 else 0
+    unshipped = unshipped_units(order, provider) if remaining > 0 and not order.cancelled else 0
 
     def reading(decision: Decision, state: str, message: str) -> ClockReading:
         return ClockReading(decision, state, expires, unshipped, remaining, currency, message)
 
     if remaining <= 0 or provider.status in _CLOSED:
         return reading(Decision.NOTHING, "settled", "Nothing is left authorized to capture.")
+    if order.cancelled:  # the planner releases the rest; nothing more will ship
+        return reading(Decision.NOTHING, "settled", "The order is cancelled: nothing more ships.")
     if unshipped == 0:
         return reading(Decision.NOTHING, "settled", "Every item has shipped.")
     left = f"{_items(unshipped)} not shipped yet ({format_money(remaining, currency)} left to capture)"

@@ -249,9 +249,15 @@ def _refunds(found: _Found, provider: ProviderOrder) -> None:
 
 
 def _amounts(found: _Found, order: Order, provider: ProviderOrder, context: Context) -> None:
+    _charged(found, provider, context)
+    if provider.status == "CANCELLED" or order.cancelled:
+        return  # nothing more ships: what is left is the planner's to release (release_pending)
+    _authorized(found, order, provider)
+    _left_open(found, order, provider)
+
+
+def _authorized(found: _Found, order: Order, provider: ProviderOrder) -> None:
     money = _money(provider)
-    if provider.status == "CANCELLED":
-        return
     worth = (
         sum(line.total_amount for line in order.lines)
         + (order.shipping.amount if order.shipping else 0)
@@ -273,30 +279,39 @@ def _amounts(found: _Found, order: Order, provider: ProviderOrder, context: Cont
             f"Saleor: {money(provider.order_amount - worth)} more than will ever be captured.",
             "Once everything has shipped, release the rest: cancel the remaining payment in Saleor.",
         )
+
+
+def _charged(found: _Found, provider: ProviderOrder, context: Context) -> None:
+    money = _money(provider)
     expected = provider.captured_amount - provider.refunded_amount
-    if context.charged is not None and not context.refunds_pending and context.charged != expected:
-        why = (
-            "a capture or refund was not reported to Saleor"
-            if context.charged < expected
-            else "Saleor counts charges the provider does not have, or a refund made elsewhere"
-        )
-        found.add(
-            Kind.CHARGE_DRIFT,
-            f"Saleor shows {money(context.charged)} charged, the provider {money(expected)} captured and not "
-            f"refunded ({why}).",
-            f"{_RETRY}: KOM reports its captures and refunds again; record the ones made elsewhere in "
-            "Saleor.",
-        )
+    if context.charged is None or context.refunds_pending or context.charged == expected:
+        return  # a pending refund request has already left Saleor's charged amount
+    why = (
+        "a capture or refund was not reported to Saleor"
+        if context.charged < expected
+        else "Saleor counts charges the provider does not have, or a refund made elsewhere"
+    )
+    found.add(
+        Kind.CHARGE_DRIFT,
+        f"Saleor shows {money(context.charged)} charged, the provider {money(expected)} captured and not "
+        f"refunded ({why}).",
+        f"{_RETRY}: KOM reports its captures and refunds again; record the ones made elsewhere in Saleor.",
+    )
+
+
+def _left_open(found: _Found, order: Order, provider: ProviderOrder) -> None:
     open_amount = provider.remaining_authorized_amount
+    pending = {Kind.SHIPMENT_NOT_CAPTURED.value, Kind.RELEASE_PENDING.value}
     if (
         open_amount > 0
         and provider.status not in ("CLOSED", "EXPIRED")
+        and not any(f.kind in pending for f in found.items)
         and unshipped_units(order, provider) == 0
-        and not any(f.kind == Kind.SHIPMENT_NOT_CAPTURED for f in found.items)
     ):
         found.add(
             Kind.AUTHORIZATION_LEFT_OPEN,
-            f"Everything has shipped and been captured, but {money(open_amount)} is still authorized.",
+            f"Everything has shipped and been captured, but {_money(provider)(open_amount)} is still "
+            "authorized.",
             "Cancel the rest of the payment in Saleor (KOM then releases it), or release it in the "
             "provider's portal.",
         )

@@ -112,6 +112,17 @@ async def test_a_cancel_after_the_first_parcel_releases_the_rest_and_leaves_noth
     assert kinds(await run(w, order)) == []  # released: no authorization left open or expiring
 
 
+async def test_a_parcel_cancelled_after_capture_and_sent_again_is_not_reported(w: World) -> None:
+    order = await w.new_order(SEED)
+    first = w.saleor.fulfill(order.id, {order.lines[2]: 1}, tracking_number="DHL-1")
+    await w.settle()
+    w.saleor.cancel_fulfillment(first.id)
+    w.saleor.fulfill(order.id, {order.lines[2]: 1}, tracking_number="DHL-2")  # the same sneakers again
+    await w.settle()
+    assert len(w.klarna(order).captures) == 1  # covered by the first capture, not captured twice
+    assert kinds(await run(w, order)) == []
+
+
 async def test_a_lost_fulfillment_webhook_is_a_parcel_not_captured_until_synced(w: World) -> None:
     order = await w.new_order(SEED)
     w.saleor.fulfill(order.id, {order.lines[2]: 1})

@@ -18,7 +18,7 @@ from adapters.klarna.sandbox.server import serve_in_thread
 from plugin.demo import seed_order
 from plugin.domain.provider import ProviderCapture, ProviderLine, ProviderOrder
 from plugin.domain.references import capture_reference
-from plugin.domain.snapshot import Order
+from plugin.domain.snapshot import Order, ShipmentLine
 from plugin.service.authorization import Decision, enqueue_expiring, keep_authorization, read_clock
 from plugin.service.sync import sync_order
 from plugin.store.secrets import SecretBox
@@ -146,6 +146,22 @@ def test_a_parcel_saleor_dropped_after_a_return_still_counts_as_shipped() -> Non
         returned, replace(state, remaining_authorized_amount=500), extend=True, window=WINDOW, now=NOW
     )
     assert (reading.unshipped_units, reading.state) == (0, "settled")
+
+
+def test_a_cancelled_order_is_settled_the_planner_releases_the_rest() -> None:
+    order = replace(only_parcel_a(), cancelled=True)
+    state = provider_order(order, "parcel-A", expires_in=timedelta(hours=1))
+    reading = read_clock(order, state, extend=True, window=WINDOW, now=NOW)
+    assert (reading.decision, reading.state, reading.unshipped_units) == (Decision.NOTHING, "settled", 0)
+
+
+def test_units_returned_before_their_parcel_was_captured_are_not_unshipped() -> None:
+    order = seed_order()
+    parcel_a = order.shipments[0]
+    kept = replace(parcel_a, lines=tuple(item for item in parcel_a.lines if item.line_id == "line-jeans"))
+    returned = replace(order, shipments=(kept,), returned=(ShipmentLine("line-tshirt", 1),))
+    reading = read_clock(returned, provider_order(returned), extend=False, window=WINDOW, now=NOW)
+    assert reading.unshipped_units == 1  # the sneakers; the T-shirt came back and will not ship
 
 
 def test_no_expiry_from_the_provider_is_never_a_warning() -> None:
