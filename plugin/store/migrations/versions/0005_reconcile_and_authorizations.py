@@ -2,7 +2,7 @@
 channel setting that extends authorizations automatically.
 
 Revision ID: 0005
-Revises: 0002 (the head when this was written; other branches may add 0003/0004 first)
+Revises: 0003 (main's head when this was written; re-point it if a 0004 lands first)
 Create Date: 2026-12-05
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
