@@ -149,7 +149,8 @@ def plan_captures(
             if units <= 0 or done.quantity + units > line.quantity:
                 problem = (
                     f"it ships {units} × {line.name} but only {line.quantity - done.quantity} "
-                    "are left uncaptured"
+                    "are left uncaptured (units captured before and refunded cannot be captured "
+                    "again: the authorization for them is used up)"
                 )
                 break
             lines.append(_goods_line(line, tokens[line_id], parcel, units, done))

@@ -47,6 +47,8 @@ class Whereabouts:
     """Line token -> units that came back although no capture paid for them."""
     cancelled: set[str] = field(default_factory=set)
     """Keys of captures whose shipment was cancelled after the capture."""
+    stranded: dict[tuple[str, str], int] = field(default_factory=dict)
+    """The part of ``back`` that a cancelled parcel held and no re-shipment covers."""
 
     def back_units(self, capture_key: str, token: str) -> int:
         return self.back.get((capture_key, token), 0)
@@ -119,6 +121,17 @@ def whereabouts(
         for token, n in units.items():  # a shipment that is gone came back whole
             add_back(key, token, n - still.get(token, 0))
 
+    # Returns the live captures do not explain came back from a re-shipment of a cancelled
+    # parcel (Saleor sends no event for a return): those stranded units can cover nothing more.
+    returned_total = _units_by_token(order.returned, tokens)
+    for token, n in returned_total.items():
+        unexplained = n - accounted.get(token, 0)
+        for left in can_cover.values():
+            take = min(unexplained, left.get(token, 0))
+            if take > 0:
+                left[token] -= take
+                unexplained -= take
+
     # Units a shipment holds beyond its own capture were paid for by a cancelled parcel's capture.
     for shipment in sorted(order.shipments, key=lambda s: (s.created_at, s.id)):
         paid = own.get(capture_reference(shipment.id), {})
@@ -136,8 +149,10 @@ def whereabouts(
     for key, uncovered in stranded.items():
         for token, n in uncovered.items():
             add_back(key, token, n)
+            if n > 0:
+                result.stranded[(key, token)] = n
 
-    for token, n in _units_by_token(order.returned, tokens).items():
+    for token, n in returned_total.items():
         extra = n - accounted.get(token, 0)
         if extra > 0:
             result.returned_uncaptured[token] = extra

@@ -193,6 +193,9 @@ def _pick_returned_units(
         else:
             back = [(c, r, _back_unrefunded(c, token, where)) for c, r in holders]
             back = [(c, r, n) for c, r, n in back if n > 0]
+            # Units the platform recorded as returned before units that never left a cancelled
+            # parcel: a return comes from where goods were.
+            back.sort(key=lambda b: (b[0].key, token) in where.stranded)
             if len(back) > 1 and sum(n for _, _, n in back) > needed:
                 parcels = " and ".join(str(c.parcel) for c, _, _ in sorted(back, key=lambda b: b[0].parcel))
                 notes.append(
@@ -203,10 +206,15 @@ def _pick_returned_units(
                 needed = 0  # free units never captured on their own: nothing to refund for them
             never = where.returned_uncaptured.get(token, 0)
             if needed and never:
+                why = (
+                    "were paid by gift card or came back before their parcel was captured"
+                    if order.gift_cards
+                    else "came back before their parcel was captured"
+                )
                 raise _Refused(
                     RefusalCode.NEVER_CHARGED,
-                    f"{min(needed, never)} × {line.name} came back before their parcel was captured, "
-                    "so the shopper was never charged for them; grant the refund without them",
+                    f"{min(needed, never)} × {line.name} {why}, so Klarna never charged the shopper "
+                    "for them; grant the refund without them",
                 )
             if needed:
                 notes.append(f"no return recorded for {line.name}; booked {policy_name} parcel first")
@@ -271,9 +279,22 @@ def _pick_shipping(order: Order, ledger: Ledger) -> list[_Pick]:
 
 
 def _price_picks(picks: list[_Pick]) -> None:
+    """Returned units are worth what they were captured for, within what is left of the line.
+
+    Only the last units take exactly what is left, so money an earlier goodwill or reduced
+    refund took off the line comes off them rather than off every unit.
+    """
     for pick in picks:
         state = pick.state
-        pick.amount = value_of_next_units(state.amount_left, state.quantity_left, pick.quantity)
+        line = state.line
+        if pick.quantity >= state.quantity_left:
+            pick.amount = state.amount_left
+            continue
+        done = value_of_next_units(line.total_amount, line.quantity, state.refunded_quantity)
+        nominal = value_of_next_units(
+            line.total_amount - done, line.quantity - state.refunded_quantity, pick.quantity
+        )
+        pick.amount = max(0, min(nominal, state.amount_left))
 
 
 def _reduce(picks: list[_Pick], reduction: int) -> None:
