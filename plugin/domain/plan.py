@@ -99,16 +99,23 @@ def plan(order: Order, provider: ProviderOrder, policy: Policy | None = None) ->
                 ledger.book(action.reference, action.refunded_amount, map(as_provider_line, action.lines))
             actions.extend(outcome)
 
-    for request in requests:
-        if own_positions(request):
-            continue
-        allocated = allocate_refund(request, order, tokens, ledger, policy, provider.order_id, where)
-        if isinstance(allocated, Refusal):
-            refusals.append(allocated)
-        elif not allocated:
-            settled.append(request.id)
-        else:
-            actions.extend(allocated)
+    # Until nothing changes: a refund refused for lack of room may fit once a later one has
+    # been booked (what it left of its goods), and the plan must be what re-planning gives.
+    pending = [request for request in requests if not own_positions(request)]
+    while pending:
+        refused: list[tuple[RefundRequest, Refusal]] = []
+        for request in pending:
+            allocated = allocate_refund(request, order, tokens, ledger, policy, provider.order_id, where)
+            if isinstance(allocated, Refusal):
+                refused.append((request, allocated))
+            elif not allocated:
+                settled.append(request.id)
+            else:
+                actions.extend(allocated)
+        if len(refused) == len(pending):
+            refusals.extend(refusal for _, refusal in refused)
+            break
+        pending = [request for request, _ in refused]
 
     if order.cancelled:
         outcome = _refund_cancelled_goods(order, provider, planned_captures, actions, tokens, where, policy)
