@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpcore
 import httpx
+import idna
 
 if TYPE_CHECKING:
     from plugin.composition import Services
@@ -56,6 +58,34 @@ _EXTRA_KEY = "kom.egress"
 
 # IPv6 prefixes whose low 32 bits are an IPv4 address that the packet ends up at.
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+# IANA's special-purpose ranges that are not globally reachable, for the Python versions
+# whose ``is_global`` misses some (3.11 knows only 192.0.0.0/29 of 192.0.0.0/24, say).
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "240.0.0.0/4",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 # Deprecated "IPv4-compatible" (::a.b.c.d) and SIIT "IPv4-translated" (::ffff:0:a.b.c.d):
 # nothing legitimate uses them, and stacks differ on where they go.
 _REFUSED_V6 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))
@@ -107,12 +137,41 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 def _public(ip: Address) -> bool:
     if ip.is_multicast or not ip.is_global:
         return False
+    if any(ip.version == net.version and ip in net for net in _NOT_GLOBAL):
+        return False
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.is_site_local or ip.teredo is not None or any(ip in net for net in _REFUSED_V6):
             return False
         inner = embedded_ipv4(ip)
         if inner is not None:
             return _public(inner)
+    return True
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_hostname(host: str) -> bool:
+    """DNS syntax (labels of 1–63 letters, digits, "-", "_"; 253 in all); ``xn--`` labels must decode."""
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253:
+        return False
+    for label in name.split("."):
+        if not _LABEL.fullmatch(label):
+            return False
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError, ValueError):
+                return False
     return True
 
 
@@ -155,6 +214,8 @@ class Egress:
             raise EgressRefused("The URL's host name is not a valid (IDNA) host name.", "invalid") from None
         if parsed.scheme not in ("http", "https") or not host:
             raise EgressRefused("The URL must be an absolute http(s) URL.", "invalid")
+        if not _is_ip(host) and not _valid_hostname(host):
+            raise EgressRefused("The URL's host name is not a valid (IDNA) host name.", "invalid")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         addresses = await self._addresses(host, port)
         if not addresses:
