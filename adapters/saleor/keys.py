@@ -47,6 +47,7 @@ __all__ = [
     "MAX_JWKS_BYTES",
     "JwksUnavailable",
     "SigningKeys",
+    "UnusableJwks",
     "fetch_jwks",
     "jwks_url",
     "signing_keys",
@@ -68,6 +69,13 @@ class JwksUnavailable(Exception):
     """Saleor's key set could not be fetched or used; ``str()`` is safe to show and log."""
 
 
+class UnusableJwks(JwksUnavailable):
+    """Saleor answered, with a key set KOM refuses (too big, not JSON, over the caps).
+
+    Unlike a failed fetch, waiting does not help: for a webhook its kid is simply unknown.
+    """
+
+
 def jwks_url(api_url: str) -> str:
     """``<origin>/.well-known/jwks.json`` of a Saleor API URL (where Saleor serves its keys)."""
     parts = httpx.URL(api_url)
@@ -85,7 +93,7 @@ async def fetch_jwks(http: httpx.AsyncClient, api_url: str) -> jws.KeySet:
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
-                    raise JwksUnavailable(f"Saleor's JWKS ({url}) is larger than {MAX_JWKS_BYTES} bytes")
+                    raise UnusableJwks(f"Saleor's JWKS ({url}) is larger than {MAX_JWKS_BYTES} bytes")
     except EgressRefused as exc:
         raise JwksUnavailable(f"Saleor's JWKS ({url}) is not reachable: {exc.reason}") from None
     except httpx.HTTPError as exc:
@@ -95,11 +103,11 @@ async def fetch_jwks(http: httpx.AsyncClient, api_url: str) -> jws.KeySet:
     try:
         document = json.loads(bytes(body))
     except (ValueError, RecursionError):
-        raise JwksUnavailable(f"Saleor's JWKS ({url}) is not JSON") from None
+        raise UnusableJwks(f"Saleor's JWKS ({url}) is not JSON") from None
     try:
         return jws.KeySet.parse(document)
     except jws.UnusableKeySet as exc:
-        raise JwksUnavailable(f"Saleor's JWKS ({url}) is unusable: {exc}") from None
+        raise UnusableJwks(f"Saleor's JWKS ({url}) is unusable: {exc}") from None
 
 
 @dataclass
@@ -192,6 +200,13 @@ class SigningKeys:
         except EgressRefused as exc:
             log.warning("JWKS of %s not fetched: %s", installation.api_url, exc.reason)
             return JwksUnavailable(f"Saleor's signing keys are not reachable: {exc.reason}")
+        except UnusableJwks as exc:
+            # Nothing to verify with: every kid is unknown (401), and what is stored is
+            # replaced by an empty set if it was unusable too (cheap to read from then on).
+            log.warning("JWKS of %s refused: %s", installation.api_url, exc)
+            keys = jws.KeySet(keys={}, document={"keys": []})
+            if self.current(installation).keys:
+                return keys
         except JwksUnavailable as exc:
             log.warning("JWKS of %s not fetched: %s", installation.api_url, exc)
             return exc

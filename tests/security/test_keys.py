@@ -193,3 +193,14 @@ async def test_webhook_is_503_when_the_keys_cannot_be_fetched(tmp_path: Path) ->
         installation = await installed(k.store, str(free_port()))  # nothing listens there
         install(k.services, SigningKeys(k.store, policy(), min_interval=0.05))
         assert await webhook(k, installation.api_url, sign_detached(BODY, NEW, "new")) == 503
+
+
+async def test_webhook_is_401_when_saleor_serves_an_unusable_key_set(
+    tmp_path: Path, saleor: MiniSaleor, port: str
+) -> None:
+    saleor.jwks = {"keys": [jwk_for(NEW, f"k{i}") for i in range(9)]}  # over the cap
+    async with kom(tmp_path, allowed="127.0.0.0/8", names={"shop.test": ["127.0.0.1"]}) as k:
+        installation = await installed(k.store, port)
+        install(k.services, SigningKeys(k.store, policy(), min_interval=0.05))
+        assert await webhook(k, installation.api_url, sign_detached(BODY, NEW, "k1")) == 401
+        assert await webhook(k, installation.api_url, sign_detached(BODY, OLD, "old")) == 400  # kept
