@@ -171,3 +171,28 @@ async def test_an_https_override_to_a_public_address_is_saved(tmp_path: Path) ->
         assert response.status_code == 200, response.text
         stored = await strict.store.settings_for(1, None)
         assert stored is not None and stored.base_url == "https://klarna-proxy.test"
+
+
+async def test_the_region_search_never_takes_the_saved_key_elsewhere(
+    k: Kom, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.klarna.sandbox.auth import Credentials
+    from plugin.web.dashboard import connection
+
+    # Klarna's regional hosts, played by sandboxes (the seam connection.py offers for this):
+    # the saved key is refused in EU, and would be accepted in NA.
+    eu_state, na_state = SandboxState(), SandboxState()
+    other = Credentials(api_keys={TYPED: None})
+    with (
+        serve_in_thread(create_sandbox(eu_state, credentials=other)) as eu,
+        serve_in_thread(create_sandbox(na_state)) as na,
+        serve_in_thread(create_sandbox(SandboxState(), credentials=other)) as oc,
+    ):
+        hosts = {"eu": eu, "na": na, "oc": oc}
+        monkeypatch.setattr(connection, "region_endpoint", lambda provider, env, region: hosts[region])
+        await configured(k, None)
+        saved = await call(k, "POST", "test-connection", form())  # no key typed: the saved one
+        assert saved.json()["outcome"] == "wrong_credentials"
+        assert na_state.request_log() == [] and len(eu_state.request_log()) == 1
+        typed = await call(k, "POST", "test-connection", form(api_key=DEMO_API_KEY))
+        assert typed.json()["outcome"] == "wrong_region" and typed.json()["suggested_region"] == "na"
