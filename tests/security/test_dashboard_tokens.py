@@ -43,6 +43,12 @@ async def me(k: Kom, **changes: Any) -> tuple[int, str]:
     return response.status_code, response.json().get("error", "")
 
 
+def test_the_manifest_declares_the_audience_kom_checks() -> None:
+    from adapters.saleor.manifest import build_manifest
+
+    assert build_manifest(PUBLIC_URL + "/", "1")["audience"] == audience(PUBLIC_URL) == PUBLIC_URL
+
+
 async def test_a_token_as_saleor_mints_it_is_accepted(k: Kom) -> None:
     assert await me(k) == (200, "")
     assert await me(k, aud=None) == (200, "")  # installed before KOM's manifest declared an audience
