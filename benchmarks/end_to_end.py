@@ -106,6 +106,7 @@ def kom_env(database_url: str, kom_url: str) -> dict[str, str]:
         "KOM_SECRET_KEY": SECRET,
         "KOM_PUBLIC_URL": kom_url,
         "KOM_ALLOWED_SALEOR_URLS": r"http://127\.0\.0\.1:\d+/graphql/",
+        "KOM_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
         "KOM_ENVIRONMENT": "benchmark",
         "KOM_LOG_LEVEL": "WARNING",
     }

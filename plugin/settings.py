@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ALLOWED_SALEOR_URLS = r"https://.+"
@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     )
     allowed_saleor_urls: str = Field(
         DEFAULT_ALLOWED_SALEOR_URLS,
-        description="Regex a Saleor API URL must fully match to install KOM. Loopback and private "
-        "addresses are refused unless you set this pattern yourself and it matches them.",
+        description="Regex a Saleor API URL must fully match to install KOM. Its host must also resolve "
+        "to public addresses (KOM_ALLOWED_PRIVATE_NETWORKS lists exceptions).",
     )
     sentry_dsn: SecretStr | None = Field(None, description="Sentry DSN; error reporting is off without it.")
     environment: str = Field("development", description="Deployment name reported to Sentry and logs.")
@@ -49,6 +49,22 @@ class Settings(BaseSettings):
         description="Warn this many hours before a provider authorization expires with goods unshipped "
         "(and extend it then, on channels that enabled automatic extension).",
     )
+
+    # -- outbound address policy (docs/security.md) --
+    allowed_private_networks: str = Field(
+        "",
+        description="Comma-separated networks (CIDR) KOM may connect to although they are not public, "
+        "e.g. 127.0.0.0/8 for a local Saleor or sandbox. Empty: Saleor URLs and provider base-URL "
+        "overrides must resolve to public addresses only, and overrides must use https.",
+    )
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from plugin.web.egress import parse_networks
+
+        parse_networks(value)  # a typo fails at start, not at the first install
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -45,6 +45,7 @@ __all__ = [
     "WEBHOOKS",
     "ManifestError",
     "WebhookSpec",
+    "audience",
     "build_manifest",
     "subscription_query",
 ]
@@ -129,7 +130,18 @@ def build_manifest(public_url: str, version: str, *, template: Path = TEMPLATE) 
     for webhook in manifest["webhooks"]:
         webhook["targetUrl"] = _absolute(base, webhook["targetUrl"])
         webhook["query"] = subscription_query(webhook["name"])
+    manifest["audience"] = audience(public_url)
     return manifest
+
+
+def audience(public_url: str) -> str:
+    """The ``aud`` Saleor puts in the Dashboard tokens of this KOM (the manifest's ``audience``).
+
+    Saleor copies the manifest's ``audience`` into every app token it mints for the app
+    (saleor/core/jwt.py, ``_create_access_token_for_third_party_actions``), so a token meant
+    for some other audience is recognisable as such. KOM's public URL names this deployment.
+    """
+    return _base_url(public_url)
 
 
 @functools.cache

@@ -15,23 +15,16 @@ The app factory (plugin/web/app.py) hands in what the endpoints need as
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import re
-import socket
-from datetime import timedelta
-from typing import Protocol
-from urllib.parse import urlsplit
 
-import httpx
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from adapters.saleor import jws, responses
-from adapters.saleor.client import SaleorClient, SaleorError
+from adapters.saleor.install import register
+from adapters.saleor.keys import JwksUnavailable, signing_keys
 from adapters.saleor.manifest import WEBHOOKS, WebhookSpec, build_manifest
 from adapters.saleor.payloads import (
     AppDeleted,
@@ -44,16 +37,13 @@ from adapters.saleor.payloads import (
     parse_payload,
 )
 from adapters.saleor.requests import read_request
+from adapters.saleor.services import SaleorServices
 from adapters.saleor.snapshot import created_by_kom
 from plugin import __version__
 from plugin.service.records import Installation, RequestConflict
-from plugin.settings import DEFAULT_ALLOWED_SALEOR_URLS, Settings
-from plugin.store.store import Store
 from plugin.web.body import read_capped
 
 log = logging.getLogger("kom.saleor")
-
-JWKS_REFETCH_INTERVAL = timedelta(seconds=60)
 
 
 def saleor_routes() -> list[Route]:
@@ -64,19 +54,6 @@ def saleor_routes() -> list[Route]:
     ]
 
 
-class SaleorServices(Protocol):
-    """What the Saleor endpoints need, created once per process by the app factory."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def http(self) -> httpx.AsyncClient: ...
-
-
 def _services(request: Request) -> SaleorServices:
     services: SaleorServices = request.app.state.services
     return services
@@ -85,72 +62,6 @@ def _services(request: Request) -> SaleorServices:
 async def manifest(request: Request) -> Response:
     # URLs come from KOM_PUBLIC_URL, never from Host (Saleor may send Host without the port).
     return JSONResponse(build_manifest(_services(request).settings.public_url, __version__))
-
-
-def _install_error(status: int, message: str) -> Response:
-    # Saleor shows {"error": {"message": ...}} to the merchant when an install fails.
-    return JSONResponse({"error": {"message": message}}, status_code=status)
-
-
-async def register(request: Request) -> Response:
-    services = _services(request)
-    body = await read_capped(request, 64 * 1024)
-    api_url = request.headers.get("saleor-api-url", "").strip()
-    if not api_url:
-        return _install_error(400, "Missing Saleor-Api-Url header.")
-    refusal = await allowed_saleor_url(api_url, services.settings.allowed_saleor_urls)
-    if refusal:
-        log.warning("refused installation from %s: %s", api_url, refusal)
-        return _install_error(403, refusal)
-    try:
-        token = json.loads(body)["auth_token"]
-        if not isinstance(token, str) or not token:
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        return _install_error(400, 'The body must be JSON with a non-empty "auth_token".')
-    client = SaleorClient(api_url, token, services.http)
-    try:
-        app_id = await client.app_id()
-        jwks_set = await client.fetch_jwks()
-    except SaleorError as exc:
-        log.warning("installation from %s failed: %s", api_url, exc)
-        return _install_error(401, f"Could not verify the app token or fetch the signing keys: {exc}")
-    await services.store.save_installation(
-        platform="saleor", api_url=api_url, app_id=app_id, token=token, jwks=jwks_set
-    )
-    log.info("installed for %s as app %s", api_url, app_id)
-    return JSONResponse({"success": True})
-
-
-async def allowed_saleor_url(api_url: str, pattern: str) -> str | None:
-    """Why ``api_url`` may not install KOM, or None when it may."""
-    parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "The Saleor API URL must be an absolute http(s) URL."
-    if not re.fullmatch(pattern, api_url):
-        return "This Saleor is not allowed to install this KOM (KOM_ALLOWED_SALEOR_URLS)."
-    if pattern != DEFAULT_ALLOWED_SALEOR_URLS:
-        return None  # the operator's own pattern matched: private hosts included on purpose
-    for address in await _addresses(parts.hostname):
-        if address.is_loopback or address.is_private or address.is_link_local or address.is_reserved:
-            return (
-                "Saleor API URLs on loopback or private addresses need KOM_ALLOWED_SALEOR_URLS to allow them."
-            )
-    return None
-
-
-async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    import asyncio
-
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return []
-    return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
 async def webhook(request: Request) -> Response:
@@ -219,29 +130,15 @@ async def _verify(
     signature = request.headers.get("saleor-signature", "")
     if not signature:
         raise HTTPException(401, "Missing Saleor-Signature.")
+    # An unknown kid is looked up once more in keys fetched after this request arrived
+    # (adapters/saleor/keys.py): a real rotation verifies, a forged kid is 401.
     try:
-        jws.verify(signature, body, installation.jwks)
-        return
-    except jws.UnknownKeyId:
-        pass  # Saleor may have rotated its key: refetch once, if we did not just do so
+        await signing_keys(services).verified(installation, lambda keys: jws.verify(signature, body, keys))
     except jws.SignatureError as exc:
         raise HTTPException(401, f"Bad signature: {exc}") from exc
-    if services.store.clock() - installation.jwks_fetched_at < JWKS_REFETCH_INTERVAL:
-        # 503, not 401: if Saleor really rotated its key, its retry (after 10 s, 20 s, ...)
-        # arrives once KOM may fetch the keys again, and nothing is lost. (Not for the sync
-        # transaction requests, whose retry comes empty: ``webhook`` answers those 401.)
-        raise HTTPException(
-            503, "Unknown signing key; KOM fetched Saleor's keys moments ago. Retry in a minute."
-        )
-    try:
-        fresh = await SaleorClient(installation.api_url, installation.token, services.http).fetch_jwks()
-    except SaleorError as exc:
-        raise HTTPException(503, f"Unknown signing key; Saleor's keys could not be fetched ({exc}).") from exc
-    await services.store.update_jwks(installation.id, fresh)
-    try:
-        jws.verify(signature, body, fresh)
-    except jws.SignatureError as exc:
-        raise HTTPException(401, f"Bad signature: {exc}") from exc
+    except JwksUnavailable as exc:
+        # 503: Saleor retries (10 s, 20 s, ...), by when its keys may be reachable again.
+        raise HTTPException(503, f"Unknown signing key; {exc}") from exc
 
 
 def _empty_retry_answer(spec: WebhookSpec) -> Response:

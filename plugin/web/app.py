@@ -23,7 +23,7 @@ from plugin.settings import Settings
 from plugin.store.store import Store
 
 if TYPE_CHECKING:
-    from adapters.saleor.routes import SaleorServices
+    from adapters.saleor.services import SaleorServices
 
 log = logging.getLogger("kom.web")
 

@@ -171,6 +171,7 @@ async def world(
         secret_key=SECRET,  # type: ignore[arg-type]
         public_url=kom_url,
         allowed_saleor_urls=r"http://127\.0\.0\.1:\d+/graphql/",
+        allowed_private_networks="127.0.0.0/8",  # the fake Saleor and the sandbox are on loopback
         provider_max_attempts=3,
     )
     clock = Clock()

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from plugin.composition import Services
 from plugin.service.records import ChannelSettings
 from plugin.web.body import read_capped
-from plugin.web.dashboard import activity, connection
+from plugin.web.dashboard import activity, overrides
 from plugin.web.dashboard.allocation import order_view
 from plugin.web.dashboard.auth import (
     ACTIVITY_PERMISSIONS,
@@ -135,11 +135,9 @@ async def put_settings(request: Request) -> Response:
     installation_id = caller.installation.id
     stored = await _own_settings(services, installation_id, channel)
     checked = check_form(await _form(request), channel, stored)
-    if checked.settings is None:
-        return _json(
-            {"error": "Some settings need your attention.", "fields": checked.errors},
-            status=422,
-        )
+    errors = checked.errors if checked.settings is None else await overrides.field_errors(checked, services)
+    if checked.settings is None or errors:
+        return _json({"error": "Some settings need your attention.", "fields": errors}, status=422)
     await services.store.save_settings(installation_id, checked.settings)
     log.info(
         "settings for channel %r of %s saved by %s",
@@ -172,7 +170,9 @@ async def test_connection(request: Request) -> Response:
     checked = check_form(await _form(request), channel, stored)
     if checked.settings is None:
         return _json({"error": "Some settings need your attention.", "fields": checked.errors}, status=422)
-    result = await connection.check_connection(checked.settings, services.http)
+    result = await overrides.probe(checked, services)
+    if isinstance(result, dict):
+        return _json({"error": "Some settings need your attention.", "fields": result}, status=422)
     log.info(
         "connection test for channel %r of %s: %s",
         channel or "(default)",

@@ -8,9 +8,20 @@ and sends it with every call, together with the Saleor API URL:
 - ``Saleor-Api-Url: https://shop.example.com/graphql/``.
 
 The token is an RS256 JWT signed with the installation's key set (the JWKS KOM stored at
-install; refetched once, rate-limited, when Saleor has rotated its key). KOM checks the
-signature, ``exp``, that ``type`` is a third-party app token, that ``app`` is this
-installation's app, and that ``user_permissions`` hold what the endpoint needs.
+install; refetched when Saleor rotates its key, see adapters/saleor/keys.py). KOM checks
+what Saleor puts in it (saleor/core/jwt.py, ``create_access_token_for_app``):
+
+- the signature, ``exp``, ``iat`` (not in the future) and a lifetime of at most
+  ``MAX_TOKEN_LIFETIME`` (Saleor's ``JWT_TTL_APP_ACCESS`` defaults to five minutes): a
+  leaked token is useful only briefly;
+- ``iss`` is this installation's Saleor API URL (Saleor sets it to its own ``/graphql/``
+  URL, the ``Saleor-Api-Url`` it installed KOM with): a token from another Saleor sharing
+  the signing key (a hosted fleet) does not pass for this one, even with the same app id;
+- ``aud``, which Saleor copies from the manifest's ``audience``, is KOM's (manifest.py);
+  installations made before KOM declared one get tokens without ``aud``;
+- ``owner`` is ``saleor``, ``type`` is ``thirdparty`` (an app token, not a user's own),
+  ``is_staff`` is true, ``app`` is this installation's app, and ``user_permissions`` hold
+  what the endpoint needs.
 
 No cookies and no session: a request without the headers is anonymous, so there is no
 CSRF surface. Every refusal is 401 (who are you?) or 403 (you may not).
@@ -28,7 +39,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from adapters.saleor import jws
-from adapters.saleor.client import SaleorClient, SaleorError
+from adapters.saleor.keys import JwksUnavailable, signing_keys
+from adapters.saleor.manifest import audience
 from plugin.composition import Services
 from plugin.service.records import Installation
 
@@ -42,9 +54,10 @@ ACTIVITY_PERMISSIONS = ("MANAGE_ORDERS",)
 # "Retry now" makes KOM capture and refund at the provider again: it moves money.
 RETRY_PERMISSIONS = ("MANAGE_ORDERS", "HANDLE_PAYMENTS")
 
-JWKS_REFETCH_INTERVAL = timedelta(seconds=60)
 # Saleor and KOM clocks may differ by a little; tokens live five minutes.
 CLOCK_LEEWAY = timedelta(seconds=10)
+# Saleor's default is five minutes (JWT_TTL_APP_ACCESS); longer-lived tokens are refused.
+MAX_TOKEN_LIFETIME = timedelta(minutes=15)
 _MAX_TOKEN = 16 * 1024
 
 
@@ -94,10 +107,7 @@ async def authenticate(request: Request, services: Services) -> Caller:
     if installation is None:
         raise HTTPException(401, "KOM is not installed for this Saleor (unknown Saleor-Api-Url).")
     claims = await _verified_claims(token, installation, services)
-    if claims.get("type") != "thirdparty":
-        raise HTTPException(401, "The token is not an app token from the Saleor Dashboard.")
-    if claims.get("app") != installation.app_id:
-        raise HTTPException(401, "The token was issued for another app.")
+    _check_claims(claims, installation, audience(services.settings.public_url))
     user_permissions = claims.get("user_permissions")
     if not isinstance(user_permissions, list):
         raise HTTPException(401, "The token carries no user permissions.")
@@ -110,27 +120,34 @@ async def authenticate(request: Request, services: Services) -> Caller:
     )
 
 
+def _check_claims(claims: dict[str, Any], installation: Installation, ours: str) -> None:
+    if claims.get("iss") != installation.api_url:
+        raise HTTPException(401, "The token was issued by another Saleor.")
+    aud = claims.get("aud")
+    if aud is not None and aud != ours and not (isinstance(aud, list) and ours in aud):
+        raise HTTPException(401, "The token was issued for another audience.")
+    if claims.get("owner") != "saleor" or claims.get("type") != "thirdparty":
+        raise HTTPException(401, "The token is not an app token from the Saleor Dashboard.")
+    if claims.get("is_staff") is not True:
+        raise HTTPException(401, "The token does not belong to a staff user.")
+    if claims.get("app") != installation.app_id:
+        raise HTTPException(401, "The token was issued for another app.")
+
+
 async def _verified_claims(token: str, installation: Installation, services: Services) -> dict[str, Any]:
     now = services.store.clock()
+
+    def check(keys: jws.KeySet) -> dict[str, Any]:
+        return jws.verify_jwt(token, keys, now=now, leeway=CLOCK_LEEWAY, max_lifetime=MAX_TOKEN_LIFETIME)
+
     try:
-        return jws.verify_jwt(token, installation.jwks, now=now, leeway=CLOCK_LEEWAY)
+        return await signing_keys(services).verified(installation, check)
     except jws.ExpiredToken as exc:
         raise HTTPException(401, "The dashboard token has expired: reload the page.") from exc
-    except jws.UnknownKeyId:
-        pass  # Saleor may have rotated its key: refetch once, unless we just did
+    except jws.UnknownKeyId as exc:
+        raise HTTPException(401, "The dashboard token is signed with an unknown key.") from exc
     except jws.SignatureError as exc:
         raise HTTPException(401, f"The dashboard token is not valid: {exc}.") from exc
-    if now - installation.jwks_fetched_at < JWKS_REFETCH_INTERVAL:
-        raise HTTPException(401, "The dashboard token is signed with an unknown key.")
-    try:
-        fresh = await SaleorClient(installation.api_url, installation.token, services.http).fetch_jwks()
-    except SaleorError as exc:
+    except JwksUnavailable as exc:
         log.warning("could not refresh the JWKS of %s: %s", installation.api_url, exc)
         raise HTTPException(401, "The dashboard token is signed with an unknown key.") from exc
-    await services.store.update_jwks(installation.id, fresh)
-    try:
-        return jws.verify_jwt(token, fresh, now=now, leeway=CLOCK_LEEWAY)
-    except jws.ExpiredToken as exc:
-        raise HTTPException(401, "The dashboard token has expired: reload the page.") from exc
-    except jws.SignatureError as exc:
-        raise HTTPException(401, f"The dashboard token is not valid: {exc}.") from exc

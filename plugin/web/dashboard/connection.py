@@ -80,7 +80,9 @@ async def _probe(
     return None  # an order with that id exists: the credentials were accepted all the same
 
 
-async def check_connection(settings: ChannelSettings, http: httpx.AsyncClient) -> Result:
+async def check_connection(
+    settings: ChannelSettings, http: httpx.AsyncClient, *, other_regions: bool = True
+) -> Result:
     endpoint = endpoint_for(settings)
     provider = _NAMES.get(settings.provider, settings.provider)
     where = f"{provider} {settings.environment}"
@@ -123,7 +125,7 @@ async def check_connection(settings: ChannelSettings, http: httpx.AsyncClient) -
         )
 
     if isinstance(failure, errors.AuthenticationFailed):
-        region = await _region_that_accepts(settings, http)
+        region = await _region_that_accepts(settings, http) if other_regions else None
         if region is not None:
             return refused(
                 "wrong_region",

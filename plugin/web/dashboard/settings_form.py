@@ -164,6 +164,17 @@ def check_form(form: Any, channel: str, stored: ChannelSettings | None) -> Check
             base_url(Provider(provider), Environment(environment), Region(region))
         except ValueError as exc:
             errors["region"] = str(exc)
+    if from_store and stored is not None and not errors:
+        # A saved secret goes only to the endpoint it was saved for: whoever changes where it
+        # is sent (a base URL, or provider, environment and region) must type it again.
+        wanted = _endpoint(provider, environment, region, override)
+        if wanted is None or wanted != _endpoint(
+            stored.provider, stored.environment, stored.region, stored.base_url
+        ):
+            what = "API key" if credential_type == "api_key" else "password"
+            errors[secret_field] = (
+                f"Enter the {what} again: KOM sends a saved {what} only to the address it was saved for."
+            )
 
     if errors:
         return Checked(None, errors)
@@ -185,6 +196,13 @@ def check_form(form: Any, channel: str, stored: ChannelSettings | None) -> Check
         {},
         secret_from_store=from_store,
     )
+
+
+def _endpoint(provider: str, environment: str, region: str, override: str | None) -> str | None:
+    try:
+        return base_url(Provider(provider), Environment(environment), Region(region), override)
+    except ValueError:
+        return None
 
 
 def _text(value: Any) -> str | None:
