@@ -20,7 +20,7 @@ from starlette.routing import Route
 from plugin.composition import Services
 from plugin.service.records import ChannelSettings
 from plugin.web.body import read_capped
-from plugin.web.dashboard import activity, connection
+from plugin.web.dashboard import activity
 from plugin.web.dashboard.allocation import order_view
 from plugin.web.dashboard.auth import (
     ACTIVITY_PERMISSIONS,
@@ -172,7 +172,7 @@ async def test_connection(request: Request) -> Response:
     checked = check_form(await _form(request), channel, stored)
     if checked.settings is None:
         return _json({"error": "Some settings need your attention.", "fields": checked.errors}, status=422)
-    result = await connection.check_connection(checked.settings, services.http)
+    result = await services.check_connection(checked.settings)
     log.info(
         "connection test for channel %r of %s: %s",
         channel or "(default)",
