@@ -315,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         return _stdout_gone()
+    except KeyboardInterrupt:  # Ctrl-C: the user knows why it stopped; no traceback
+        return 130
     return result
 
 

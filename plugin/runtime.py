@@ -73,7 +73,14 @@ def announce(settings: Settings, host: str, port: int, *, worker: bool) -> None:
         settings.public_url,
     )
     public = urlsplit(settings.public_url)
-    if public.hostname in ("localhost", "127.0.0.1", "::1") and (public.port or 80) != port:
+    loopback = public.hostname in ("localhost", "127.0.0.1", "::1")
+    if loopback and host not in ("localhost", "127.0.0.1", "::1"):
+        log.warning(
+            "KOM_PUBLIC_URL is %s: only this machine reaches that; set KOM_PUBLIC_URL to the "
+            "address Saleor calls this KOM at",
+            settings.public_url,
+        )
+    elif loopback and (public.port or 80) != port:
         log.warning(
             "KOM_PUBLIC_URL is %s but KOM listens on port %d: Saleor would call the wrong port; "
             "set KOM_PUBLIC_URL to the address Saleor reaches this KOM at",

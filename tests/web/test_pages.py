@@ -51,6 +51,9 @@ def test_serve_says_where_to_install_and_warns_of_a_wrong_port(caplog: pytest.Lo
         "https://kom.example.com/api/manifest",
     ]
     caplog.clear()
+    announce(Settings(public_url="http://localhost:8000"), "0.0.0.0", 8000, worker=True)
+    assert caplog.messages[-1].startswith("KOM_PUBLIC_URL is http://localhost:8000: only this machine")
+    caplog.clear()
     announce(Settings(public_url="http://localhost:8000"), "127.0.0.1", 8001, worker=True)
     assert caplog.messages[-1].startswith(
         "KOM_PUBLIC_URL is http://localhost:8000 but KOM listens on port 8001: "
