@@ -55,6 +55,8 @@ async def check() -> int:
             print(f"database: {shown}: {state}")
             problems += [problem] if problem else []
         print(f"manifest: {settings.public_url}/api/manifest (Saleor: Apps -> Install external app)")
+    else:
+        print("database: not tried until the settings above are right")
     if not problems:
         print("no problems found")
         return 0

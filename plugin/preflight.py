@@ -60,6 +60,7 @@ class Configuration:
     """The settings as read, printable values and where each came from, and the problems."""
 
     settings: Settings | None  # None while a setting is unusable
+    partial: Settings | None = None  # the usable settings, the unusable ones at their defaults
     shown: dict[str, str] = field(default_factory=dict)  # KOM_NAME -> value, secrets masked
     origin: dict[str, str] = field(default_factory=dict)  # KOM_NAME -> environment | default | file
     problems: list[str] = field(default_factory=list)
@@ -77,7 +78,7 @@ def is_set(field_name: str) -> bool:
 
 def _display(name: str, value: Any) -> str:
     if value is None:
-        return ""
+        return "(not set)" if name == "secret_key" else ""
     if isinstance(value, SecretStr):
         return "**********" if value.get_secret_value() else ""
     if name == "database_url" and isinstance(value, str):
@@ -116,7 +117,7 @@ def read(environ: Mapping[str, str] | None = None) -> Configuration:
         settings = Settings(**{name: Settings.model_fields[name].default for name in bad})
     except SettingsError as exc:
         return Configuration(None, problems=[f"the KOM_* environment cannot be read: {exc}"])
-    conf = Configuration(None if bad else settings, problems=list(bad.values()))
+    conf = Configuration(None if bad else settings, settings, problems=list(bad.values()))
     for name in Settings.model_fields:
         key = env_name(name)
         conf.origin[key] = "environment" if key in given else "default"
@@ -127,10 +128,10 @@ def read(environ: Mapping[str, str] | None = None) -> Configuration:
 def with_secret_key(conf: Configuration, *, create: bool = True) -> Configuration:
     """The secret key in place: the environment's, else (development only) ``./kom.secret``,
     generated on first start with ``create``."""
-    settings = conf.settings
-    if settings is None or settings.secret_key is not None:
-        return conf
+    settings = conf.settings or conf.partial  # "required" is told even beside other problems
     key = env_name("secret_key")
+    if settings is None or settings.secret_key is not None or conf.shown.get(key) == "(invalid)":
+        return conf
     if not settings.is_development():
         conf.problems.append(
             f"{key}: not set; it is required when KOM_ENVIRONMENT is not development "
@@ -138,6 +139,8 @@ def with_secret_key(conf: Configuration, *, create: bool = True) -> Configuratio
         )
         conf.settings = None
         return conf
+    if conf.settings is None:
+        return conf  # the development key file waits until everything else is right
     path = DEV_SECRET_FILE
     if not path.exists() and not create:
         conf.shown[key] = f"(not set: development generates {path} at first start)"

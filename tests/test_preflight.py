@@ -276,3 +276,15 @@ def test_settings_still_prints_the_lines(
     assert main(["settings"]) == 0
     out = capsys.readouterr().out
     assert "KOM_DATABASE_URL=postgresql://kom:***@db/kom" in out and PASSWORD not in out
+
+
+def test_a_missing_key_is_told_beside_other_problems_and_nothing_is_generated(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, clean: Path
+) -> None:
+    monkeypatch.setenv("KOM_LOG_LEVEL", "x")
+    monkeypatch.setenv("KOM_ENVIRONMENT", "production")
+    problems = refused(capsys, "worker")
+    assert [p.split(":")[0].split("=")[0] for p in problems] == ["KOM_LOG_LEVEL", "KOM_SECRET_KEY"]
+    monkeypatch.delenv("KOM_ENVIRONMENT")
+    assert len(refused(capsys, "worker")) == 1
+    assert not (clean / "kom.secret").exists()  # the development key waits for a good configuration
