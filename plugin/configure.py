@@ -34,6 +34,7 @@ _FLAGS = {
     "capture_mode": "--capture-mode",
     "shipping_fee": "--shipping-fee",
     "unknown_origin": "--unknown-origin",
+    "extend_authorization": "--extend-authorization",
 }
 
 
@@ -95,6 +96,7 @@ def _form(args: argparse.Namespace, key: str | None, kept: ChannelSettings | Non
         "capture_mode": given("capture_mode", "capture_mode"),
         "shipping_fee": given("shipping_fee", "shipping_fee"),
         "unknown_origin": given("unknown_origin", "unknown_origin"),
+        "extend_authorization": given("extend_authorization", "extend_authorization"),
     }
 
 

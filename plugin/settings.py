@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     provider_max_attempts: int = Field(
         4, ge=1, le=10, description="Attempts per provider call (retries on 429, 5xx, timeouts)."
     )
+    authorization_warning_hours: float = Field(
+        48.0,
+        gt=0,
+        le=24 * 90,
+        description="Warn this many hours before a provider authorization expires with goods unshipped "
+        "(and extend it then, on channels that enabled automatic extension).",
+    )
 
     # -- checks: each raises a sentence naming what is wrong (plugin/preflight.py prints one
     # line per problem); values that mean the same thing are normalised instead of refused.

@@ -23,6 +23,7 @@ COMMANDS = [
     "configure",
     "installations",
     "check",
+    "reconcile",
     "settings",
 ]
 
@@ -131,3 +132,17 @@ def test_settings_masks_secrets(capsys: pytest.CaptureFixture[str], monkeypatch:
     assert main(["settings"]) == 0
     out = capsys.readouterr().out
     assert "do-not-print-me" not in out and "KOM_SECRET_KEY=**********" in out
+
+
+def test_reconcile_since_takes_durations_and_dates() -> None:
+    from datetime import UTC, datetime
+
+    from plugin.reconcile_report import parse_since
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    assert parse_since("30d", now) == datetime(2026, 11, 5, 12, 0, tzinfo=UTC)
+    assert parse_since("12h", now) == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
+    assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert parse_since("2026-11-01T08:30:00+01:00") == datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["reconcile", "--since", "last week"])

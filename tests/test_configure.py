@@ -121,6 +121,22 @@ async def test_a_channel_keeps_its_saved_key_and_policies(setup: Setup) -> None:
     assert await setup.store.channels(1) == ["se"]  # the default was never set
 
 
+async def test_extend_authorization_is_saved_and_kept_until_changed(setup: Setup) -> None:
+    async def extend() -> bool:
+        saved = await setup.store.settings_for(1, "")
+        assert saved is not None
+        return saved.extend_authorization
+
+    assert (await setup.kom(*configure("--region", "eu"), key=DEMO_API_KEY))[0] == 0
+    assert await extend() is False  # new settings: off
+    assert (await setup.kom(*configure("--region", "eu", "--extend-authorization")))[0] == 0
+    assert await extend() is True
+    assert (await setup.kom(*configure("--region", "na")))[0] == 0
+    assert await extend() is True  # not given: as saved
+    assert (await setup.kom(*configure("--region", "eu", "--no-extend-authorization")))[0] == 0
+    assert await extend() is False
+
+
 # (options, key, the line printed): the dashboard's rules, in the command line's words.
 REFUSED = [
     (configure("--region", "eu"), None, "error: API key: none given and none saved for this channel: pass it on stdin with --api-key-stdin, or in KOM_API_KEY"),

@@ -101,7 +101,7 @@ def order_snapshot(order: dict[str, Any], *, app_id: str) -> SaleorOrder:
         for shipment in [_shipment(raw, known, where)]
         if shipment.lines
     )
-    cancelled = tuple(_text(raw, "id", where) for raw in fulfillments if raw.get("status") == _CANCELLED)
+    cancelled = tuple(_shipment(raw, known, where) for raw in fulfillments if raw.get("status") == _CANCELLED)
     returned = tuple(
         item
         for raw in fulfillments

@@ -149,7 +149,8 @@ def plan_captures(
             if units <= 0 or done.quantity + units > line.quantity:
                 problem = (
                     f"it ships {units} × {line.name} but only {line.quantity - done.quantity} "
-                    "are left uncaptured"
+                    "are left uncaptured (units captured before and refunded cannot be captured "
+                    "again: the authorization for them is used up)"
                 )
                 break
             lines.append(_goods_line(line, tokens[line_id], parcel, units, done))
@@ -161,8 +162,11 @@ def plan_captures(
             trial.add(planned)
         lines.extend(_shipping_line(order, trial, parcel, policy, shipment is completing))
         before_gift = sum(line.total_amount for line in lines)
+        units = sum(line.quantity for line in lines if line.type != LineType.SHIPPING_FEE)
         lines.extend(
-            _gift_card_line(order, trial, tokens, parcel, gift_total, before_gift, remaining_authorized)
+            _gift_card_line(
+                order, trial, tokens, parcel, gift_total, before_gift, units, remaining_authorized
+            )
         )
         amount = sum(line.total_amount for line in lines)
         if amount <= 0:
@@ -311,6 +315,7 @@ def _gift_card_line(
     parcel: int,
     gift_total: int,
     worth: int,
+    units: int,
     remaining_authorized: int,
 ) -> list[PlannedLine]:
     """The parcel's share of gift cards: in proportion to goods value, within two bounds.
@@ -318,6 +323,8 @@ def _gift_card_line(
     At least what keeps the capture within the authorization left (the gift cards paid the
     rest), and short of the whole parcel while authorization is left, so no parcel is
     worth nothing on the provider (a parcel that cannot be captured cannot record its share).
+    Its quantity is the parcel's units, so each return takes back its units' share without
+    refunding more gift-card units than the capture holds.
     """
     if gift_total == 0:
         return []
@@ -336,8 +343,8 @@ def _gift_card_line(
         reference=line_reference(GIFT_CARD_TOKEN, parcel),
         name="Store credit" if store_credit else "Gift card",
         type=str(LineType.STORE_CREDIT if store_credit else LineType.GIFT_CARD),
-        quantity=1,
-        unit_price=-share,
+        quantity=max(units, 1),
+        unit_price=-(share // max(units, 1)),
         amount=-share,
         tax_rate=0,
         tax=0,

@@ -7,10 +7,11 @@ shipment (``kom:s:<id>``) and holds its units per line, so per capture and line:
 
 - a shipment that is still out: units back = captured − units it still holds;
 - a shipment that is gone: all its captured units came back;
-- a cancelled shipment: its units never left ("stranded"). Klarna cannot capture what it
-  already captured, so a later parcel that ships the same goods again is *covered* by the
-  stranded units (oldest capture first) instead of being captured twice; stranded units no
-  parcel covers are back too — refundable from that capture with its own references.
+- a cancelled shipment: the units it still held never left ("stranded"; captured units it
+  no longer held came back before the cancel). Klarna cannot capture what it already
+  captured, so a later parcel that ships the same goods again is *covered* by stranded units
+  no refund took yet (oldest capture first) instead of being captured twice; stranded units
+  no parcel covers are back too — refundable from that capture with its own references.
 
 Units the platform reports as returned beyond what the captures account for were returned
 before their parcel was captured: nobody paid for them, so no refund may take them from
@@ -46,6 +47,8 @@ class Whereabouts:
     """Line token -> units that came back although no capture paid for them."""
     cancelled: set[str] = field(default_factory=set)
     """Keys of captures whose shipment was cancelled after the capture."""
+    stranded: dict[tuple[str, str], int] = field(default_factory=dict)
+    """The part of ``back`` that a cancelled parcel held and no re-shipment covers."""
 
     def back_units(self, capture_key: str, token: str) -> int:
         return self.back.get((capture_key, token), 0)
@@ -75,7 +78,14 @@ def _captured_units(capture: ProviderCapture, goods: set[str]) -> dict[str, int]
     return units
 
 
-def whereabouts(order: Order, captures: Sequence[ProviderCapture], tokens: dict[str, str]) -> Whereabouts:
+def whereabouts(
+    order: Order,
+    captures: Sequence[ProviderCapture],
+    tokens: dict[str, str],
+    refunded: dict[tuple[str, str], int] | None = None,
+) -> Whereabouts:
+    """``refunded``: (capture key, token) -> units refunded on that capture as returned goods."""
+    refunded = refunded or {}
     goods = set(tokens.values())
     result = Whereabouts()
     own = {
@@ -84,42 +94,66 @@ def whereabouts(order: Order, captures: Sequence[ProviderCapture], tokens: dict[
         if capture.reference and capture.reference.startswith(CAPTURE_PREFIX)
     }
     live: dict[str, Shipment] = {capture_reference(s.id): s for s in order.shipments}
-    cancelled = {capture_reference(shipment_id) for shipment_id in order.cancelled_shipments}
-    stranded: dict[str, dict[str, int]] = {}
-    returned_from_captures: dict[str, int] = {}
+    cancelled = {capture_reference(s.id): s for s in order.cancelled_shipments}
+    stranded: dict[str, dict[str, int]] = {}  # units a cancelled parcel held, never left
+    can_cover: dict[str, dict[str, int]] = {}  # of those, what no refund took yet
+    accounted: dict[str, int] = {}  # units back that the captures explain
+
+    def add_back(key: str, token: str, units: int) -> None:
+        if units > 0:
+            result.back[(key, token)] = result.back.get((key, token), 0) + units
+            accounted[token] = accounted.get(token, 0) + units
+
     for key, units in own.items():
-        if key in live:
-            still = _units_by_token(live[key].lines, tokens)
-            back = {token: max(0, n - still.get(token, 0)) for token, n in units.items()}
-        elif key in cancelled:
+        if key in cancelled:
             result.cancelled.add(key)
-            stranded[key] = dict(units)
+            held = _units_by_token(cancelled[key].lines, tokens)
+            stranded[key], can_cover[key] = {}, {}
+            for token, n in units.items():
+                kept = min(n, held.get(token, 0))
+                add_back(key, token, n - kept)  # returned before the parcel was cancelled
+                stranded[key][token] = kept
+                # Refunds take returned units first, then the stranded ones.
+                taken = max(0, refunded.get((key, token), 0) - (n - kept))
+                can_cover[key][token] = max(0, kept - taken)
             continue
-        else:
-            back = dict(units)  # the platform dropped the emptied shipment: all of it came back
-        for token, n in back.items():
-            if n:
-                result.back[(key, token)] = n
-                returned_from_captures[token] = returned_from_captures.get(token, 0) + n
+        still = _units_by_token(live[key].lines, tokens) if key in live else {}
+        for token, n in units.items():  # a shipment that is gone came back whole
+            add_back(key, token, n - still.get(token, 0))
+
+    # Returns the live captures do not explain came back from a re-shipment of a cancelled
+    # parcel (Saleor sends no event for a return): those stranded units can cover nothing more.
+    returned_total = _units_by_token(order.returned, tokens)
+    for token, n in returned_total.items():
+        unexplained = n - accounted.get(token, 0)
+        for left in can_cover.values():
+            take = min(unexplained, left.get(token, 0))
+            if take > 0:
+                left[token] -= take
+                unexplained -= take
 
     # Units a shipment holds beyond its own capture were paid for by a cancelled parcel's capture.
     for shipment in sorted(order.shipments, key=lambda s: (s.created_at, s.id)):
         paid = own.get(capture_reference(shipment.id), {})
         for token, count in _units_by_token(shipment.lines, tokens).items():
             excess = count - paid.get(token, 0)
-            for key, left in stranded.items():
+            for key, left in can_cover.items():
                 take = min(excess, left.get(token, 0))
                 if take > 0:
                     left[token] -= take
+                    stranded[key][token] -= take
                     excess -= take
                     result.covered.setdefault(shipment.id, []).append(Cover(key, token, take))
+    # Stranded units no shipment covers are back (they never left, or came back from the
+    # re-shipment): counted as explained returns, so they never read as "never captured".
     for key, uncovered in stranded.items():
         for token, n in uncovered.items():
-            if n:
-                result.back[(key, token)] = n
+            add_back(key, token, n)
+            if n > 0:
+                result.stranded[(key, token)] = n
 
-    for token, n in _units_by_token(order.returned, tokens).items():
-        extra = n - returned_from_captures.get(token, 0)
+    for token, n in returned_total.items():
+        extra = n - accounted.get(token, 0)
         if extra > 0:
             result.returned_uncaptured[token] = extra
     return result

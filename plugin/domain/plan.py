@@ -56,9 +56,9 @@ def plan(order: Order, provider: ProviderOrder, policy: Policy | None = None) ->
     if problems:
         return Plan(refusals=(Refusal("order", order.id, RefusalCode.INVALID_LINE, "; ".join(problems)),))
     tokens = line_tokens(order)
-    where = whereabouts(order, provider.captures, tokens)
-
     ledger = _ledger(provider, [], skip=())
+    where = whereabouts(order, provider.captures, tokens, _refunded_units(ledger))
+
     captures, infos, refusals = plan_captures(
         order,
         provider.order_id,
@@ -82,15 +82,6 @@ def plan(order: Order, provider: ProviderOrder, policy: Policy | None = None) ->
         return bool(sent) and len(sent) < min(refund_parts(ref) or 0 for ref in sent)
 
     requests = sorted(order.refunds, key=lambda r: (r.created_at, r.id))
-    if order.cancelled:
-        # Goods of cancelled parcels that will now never ship are refunded from their capture.
-        own = cancelled_goods_request_id(order.id)
-        scratch = _ledger(
-            provider, [], skip=[i for i, r in enumerate(provider.refunds) if _is(r.reference, own)]
-        )
-        synthetic = _cancelled_goods(order, tokens, where, scratch, requests)
-        if synthetic is not None:
-            requests.append(synthetic)
     # A refund can only be left unfinished as the latest thing refunded: the worker
     # finishes a refund before it starts the next one.
     latest = next((r for r in requests if unfinished(r)), None)
@@ -106,7 +97,7 @@ def plan(order: Order, provider: ProviderOrder, policy: Policy | None = None) ->
         else:
             for action in outcome:
                 ledger.book(action.reference, action.refunded_amount, map(as_provider_line, action.lines))
-            actions.extend(_automatic(outcome, order.id))
+            actions.extend(outcome)
 
     for request in requests:
         if own_positions(request):
@@ -117,12 +108,32 @@ def plan(order: Order, provider: ProviderOrder, policy: Policy | None = None) ->
         elif not allocated:
             settled.append(request.id)
         else:
-            actions.extend(_automatic(allocated, order.id))
+            actions.extend(allocated)
+
+    if order.cancelled:
+        outcome = _refund_cancelled_goods(order, provider, planned_captures, actions, tokens, where, policy)
+        if isinstance(outcome, Refusal):
+            refusals.append(outcome)
+        else:
+            for action in outcome:
+                ledger.book(action.reference, action.refunded_amount, map(as_provider_line, action.lines))
+            actions.extend(outcome)
 
     release = _release(order, provider, sum(c.captured_amount for c in captures))
     if release is not None:
         actions.append(release)
     return Plan(actions=tuple(actions), refusals=tuple(refusals), settled=tuple(settled))
+
+
+def _refunded_units(ledger: Ledger) -> dict[tuple[str, str], int]:
+    units: dict[tuple[str, str], int] = {}
+    for capture in ledger.captures:
+        for reference, state in capture.references.items():
+            parsed = parse_line_reference(reference)
+            if parsed is not None and state.refunded_quantity:
+                key = (capture.key, parsed[0])
+                units[key] = units.get(key, 0) + state.refunded_quantity
+    return units
 
 
 def cancelled_goods_request_id(order_id: str) -> str:
@@ -134,9 +145,36 @@ def _is(reference: str | None, request_id: str) -> bool:
     return (reference or "").startswith(refund_reference_prefix(request_id))
 
 
-def _automatic(actions: list[RefundAction], order_id: str) -> list[RefundAction]:
-    own = cancelled_goods_request_id(order_id)
-    return [replace(a, automatic=True) if a.request_id == own else a for a in actions]
+def _refund_cancelled_goods(
+    order: Order,
+    provider: ProviderOrder,
+    planned: Sequence[ProviderCapture],
+    actions: Sequence[Action],
+    tokens: dict[str, str],
+    where: Whereabouts,
+    policy: Policy,
+) -> list[RefundAction] | Refusal:
+    """KOM's own refund of a cancelled order's goods that never left, after the merchant's.
+
+    Computed on the ledger without its own refunds but with every other refund, this pass's
+    included, so it comes out the same on every pass: what was sent of it is recognised.
+    """
+    own = cancelled_goods_request_id(order.id)
+    sent = [i for i, r in enumerate(provider.refunds) if _is(r.reference, own)]
+    scratch = _ledger(provider, planned, skip=sent)
+    for action in actions:
+        if isinstance(action, RefundAction):
+            scratch.book(action.reference, action.refunded_amount, map(as_provider_line, action.lines))
+    request = _cancelled_goods(order, tokens, where, scratch, order.refunds)
+    if request is None:
+        return []
+    outcome = allocate_refund(request, order, tokens, scratch, policy, provider.order_id, where)
+    if isinstance(outcome, Refusal):
+        return outcome
+    done = {provider.refunds[i].reference for i in sent}
+    if not done <= {action.reference for action in outcome}:
+        return _partly_sent(request)
+    return [replace(action, automatic=True) for action in outcome if action.reference not in done]
 
 
 def _cancelled_goods(
@@ -148,7 +186,7 @@ def _cancelled_goods(
 ) -> RefundRequest | None:
     """Every unit of a cancelled parcel's capture that no parcel covers and nobody refunded."""
     line_of = {token: line_id for line_id, token in tokens.items()}
-    by_key = {capture_reference(sid): sid for sid in order.cancelled_shipments}
+    by_key = {capture_reference(s.id): s.id for s in order.cancelled_shipments}
     lines: list[RefundLine] = []
     shipping = False
     for capture in ledger.captures:

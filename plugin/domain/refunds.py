@@ -47,6 +47,8 @@ from plugin.domain.rounding import split_proportionally
 from plugin.domain.snapshot import Order, OrderLine, RefundRequest
 
 _NOT_REFUNDABLE_TYPES = {"gift_card", "store_credit", "discount"}
+_GIFT_TYPES = {"gift_card", "store_credit"}
+_NOT_GOODS = _NOT_REFUNDABLE_TYPES | {"shipping_fee"}
 MAX_ORDER_LINES = 1000  # Klarna's limit per refund
 
 
@@ -98,8 +100,15 @@ def allocate_refund(
         if request.include_shipping:
             picks += _pick_shipping(order, ledger)
         _price_picks(picks)
+        gross = sum(p.amount for p in picks)
+        picks += _gift_card_shares(picks)
         worth = sum(p.amount for p in picks)
-        target = _target(request, worth, order.currency)
+        target = _target(request, gross, order.currency)
+        if worth < gross and target > worth:
+            # Gift cards paid part of these goods: that part is not the provider's to refund
+            # (anything asked beyond the goods' value still is).
+            notes.append(f"{format_money(gross - worth, order.currency)} of it was paid by gift card")
+            target = max(worth, target - (gross - worth))
         if target < 0:
             raise _Refused(RefusalCode.OVER_REFUND, "the refund amount is negative")
         if target < worth:
@@ -185,6 +194,9 @@ def _pick_returned_units(
         else:
             back = [(c, r, _back_unrefunded(c, token, where)) for c, r in holders]
             back = [(c, r, n) for c, r, n in back if n > 0]
+            # Units the platform recorded as returned before units that never left a cancelled
+            # parcel: a return comes from where goods were.
+            back.sort(key=lambda b: (b[0].key, token) in where.stranded)
             if len(back) > 1 and sum(n for _, _, n in back) > needed:
                 parcels = " and ".join(str(c.parcel) for c, _, _ in sorted(back, key=lambda b: b[0].parcel))
                 notes.append(
@@ -195,10 +207,15 @@ def _pick_returned_units(
                 needed = 0  # free units never captured on their own: nothing to refund for them
             never = where.returned_uncaptured.get(token, 0)
             if needed and never:
+                why = (
+                    "were paid by gift card or came back before their parcel was captured"
+                    if order.gift_cards
+                    else "came back before their parcel was captured"
+                )
                 raise _Refused(
                     RefusalCode.NEVER_CHARGED,
-                    f"{min(needed, never)} × {line.name} came back before their parcel was captured, "
-                    "so the shopper was never charged for them; grant the refund without them",
+                    f"{min(needed, never)} × {line.name} {why}, so Klarna never charged the shopper "
+                    "for them; grant the refund without them",
                 )
             if needed:
                 notes.append(f"no return recorded for {line.name}; booked {policy_name} parcel first")
@@ -263,15 +280,73 @@ def _pick_shipping(order: Order, ledger: Ledger) -> list[_Pick]:
 
 
 def _price_picks(picks: list[_Pick]) -> None:
+    """Returned units are worth what they were captured for, within what is left of the line.
+
+    Only the last units take exactly what is left, so money an earlier goodwill or reduced
+    refund took off the line comes off them rather than off every unit.
+    """
     for pick in picks:
         state = pick.state
-        pick.amount = value_of_next_units(state.amount_left, state.quantity_left, pick.quantity)
+        line = state.line
+        if pick.quantity >= state.quantity_left:
+            pick.amount = state.amount_left
+            continue
+        done = value_of_next_units(line.total_amount, line.quantity, state.refunded_quantity)
+        nominal = value_of_next_units(
+            line.total_amount - done, line.quantity - state.refunded_quantity, pick.quantity
+        )
+        pick.amount = max(0, min(nominal, state.amount_left))
 
 
 def _reduce(picks: list[_Pick], reduction: int) -> None:
-    parts = split_proportionally(reduction, [p.amount for p in picks])
-    for pick, part in zip(picks, parts, strict=True):
-        pick.amount -= part
+    """Take ``reduction`` off in proportion to what each capture refunds, then to its lines.
+
+    Per capture first, so a capture whose goods its gift-card share cancels out gives nothing.
+    """
+    captures = list({id(p.capture): p.capture for p in picks}.values())
+    nets = [max(0, sum(p.amount for p in picks if p.capture is c)) for c in captures]
+    for capture, part in zip(captures, split_proportionally(reduction, nets), strict=True):
+        goods = [p for p in picks if p.capture is capture and p.amount > 0]
+        for pick, cut in zip(goods, split_proportionally(part, [p.amount for p in goods]), strict=True):
+            pick.amount -= cut
+
+
+def _gift_card_shares(picks: list[_Pick]) -> list[_Pick]:
+    """Each capture's gift-card line refunded in proportion to the goods refunded from it.
+
+    A capture carries a negative gift-card line for the share gift cards paid, so refunding
+    its goods at full value would exceed what it has left; the share goes back with them.
+    """
+    extra: list[_Pick] = []
+    for capture in {id(p.capture): p.capture for p in picks}.values():
+        gift = [
+            (reference, state)
+            for reference, state in capture.references.items()
+            if state.line.type in _GIFT_TYPES and state.amount_left < 0
+        ]
+        if not gift:
+            continue
+        # The share was cut in proportion to the goods (not shipping), so it goes back with them.
+        goods_left = sum(
+            state.amount_left
+            for state in capture.references.values()
+            if state.line.type not in _NOT_GOODS and state.amount_left > 0
+        )
+        mine = [
+            p
+            for p in picks
+            if p.capture is capture and not p.goodwill and p.state.line.type not in _NOT_GOODS
+        ]
+        picked = sum(p.amount for p in mine)
+        units = sum(p.quantity for p in mine)
+        if not mine or goods_left <= 0:
+            continue
+        for reference, state in gift:
+            share = -state.amount_left if picked >= goods_left else -state.amount_left * picked // goods_left
+            if share > 0:
+                quantity = max(1, min(units, state.quantity_left))
+                extra.append(_Pick(capture, reference, quantity, -share))
+    return extra
 
 
 def _goodwill(
@@ -301,11 +376,26 @@ def _goodwill(
         return result
 
     def capacity(capture: CaptureState) -> int:
-        used = sum(p.amount for p in picks if p.capture is capture)
+        used = sum(p.amount for p in [*picks, *extra] if p.capture is capture)
         return max(0, min(capture.left - used, sum(room for _, room in rooms(capture))))
 
     extra: list[_Pick] = []
     left = surplus
+    # First what is left of goods that came back and were refunded for less (a restocking
+    # fee refunded after all): on the invoice those goods came from.
+    for capture in ledger.captures:
+        room_left = capture.left - sum(p.amount for p in picks if p.capture is capture)
+        for reference, state in capture.references.items():
+            if state.line.type in _NOT_REFUNDABLE_TYPES or not state.refunded_quantity:
+                continue
+            value = state.line.total_amount * state.refunded_quantity // state.line.quantity
+            _, amount = planned.get((capture.parcel, reference), (0, 0))
+            share = min(left, room_left, value - state.refunded_amount - amount)
+            if share > 0:
+                extra.append(_Pick(capture, reference, 1, share, goodwill=True))
+                planned[(capture.parcel, reference)] = (1, amount + share)
+                left -= share
+                room_left -= share
     for capture in sorted(ledger.captures, key=lambda c: (-capacity(c), c.parcel)):
         give = min(left, capacity(capture))
         if give <= 0:
@@ -369,33 +459,25 @@ def _refunds_per_capture(
 
 
 def _lines(picks: list[_Pick], currency: str) -> list[PlannedLine]:
-    done: dict[str, tuple[int, int, int]] = {}
+    done: dict[str, tuple[int, int]] = {}
     lines = []
     for pick in picks:
         if pick.amount == 0 and pick.goodwill:
             continue
         state = pick.state
         line = state.line
-        done_amount, done_tax, done_units = done.get(
-            pick.reference, (state.refunded_amount, state.refunded_tax, 0)
-        )
+        done_amount, done_tax = done.get(pick.reference, (state.refunded_amount, state.refunded_tax))
         tax = part_tax(
             line.total_amount, line.total_tax_amount, line.tax_rate, done_amount, done_tax, pick.amount
         )
-        # Across every refund line of a reference the quantity stays within what was captured:
-        # a unit an earlier goodwill line used is not sent again.
-        quantity = min(pick.quantity, state.units_unused - done_units)
-        if quantity < 1:
-            if pick.amount == 0:
-                continue  # a free unit with no quantity left to book: nothing to send
-            raise _Refused(
-                RefusalCode.CAPTURE_EXCEEDED,
-                f"every unit of {line.name} on that invoice was used by earlier refunds (goodwill "
-                f"included), so {format_money(pick.amount, currency)} cannot be put on it",
-            )
+        # Returned units go back as the units they are, even when a goodwill line used one of
+        # the line's units before (refusing would block an ordinary return; see lifecycle.md).
+        quantity = pick.quantity
         unit_price = line.unit_price
         if pick.goodwill:
             unit_price = pick.amount
+        elif line.type in _GIFT_TYPES:
+            unit_price = -(-pick.amount // quantity)  # its share per unit, the rest as discount
         elif quantity * unit_price < pick.amount:
             unit_price = -(-pick.amount // quantity)
         planned = planned_line(
@@ -409,11 +491,7 @@ def _lines(picks: list[_Pick], currency: str) -> list[PlannedLine]:
             tax=tax,
             goodwill=pick.goodwill,
         )
-        done[pick.reference] = (
-            done_amount + pick.amount,
-            done_tax + planned.total_tax_amount,
-            done_units + quantity,
-        )
+        done[pick.reference] = (done_amount + pick.amount, done_tax + planned.total_tax_amount)
         lines.append(planned)
     return lines
 

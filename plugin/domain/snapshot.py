@@ -152,8 +152,8 @@ class Order:
     metadata: dict[str, str] = field(default_factory=dict)
     returned: tuple[ShipmentLine, ...] = ()
     """Units the platform records as come back (returned, replaced), wherever they shipped from."""
-    cancelled_shipments: tuple[str, ...] = ()
-    """Shipments cancelled after they were made: their goods never left."""
+    cancelled_shipments: tuple[Shipment, ...] = ()
+    """Shipments cancelled after they were made, with the units they held then: those never left."""
     cancelled: bool = False
     """The order is cancelled: nothing more ships, the rest of the authorization is freed."""
 

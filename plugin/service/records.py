@@ -39,6 +39,8 @@ class ChannelSettings:
     capture_mode: str = "on_fulfillment"
     shipping_fee: str = ShippingFeePolicy.FIRST_PARCEL.value
     unknown_origin: str = OriginPolicy.EARLIEST_FIRST.value
+    extend_authorization: bool = False
+    """Extend the provider authorization when it is about to expire with goods unshipped."""
 
     def policy(self, *, charge_requested: bool = False) -> Policy:
         return Policy(
@@ -72,6 +74,16 @@ class OrderJob:
 
 @dataclass(frozen=True)
 class StoredRequest:
+    """A refund, cancel or charge request the platform sent, as KOM recorded it.
+
+    ``psp_reference`` is this request's identity on the platform (what KOM answered and
+    reports the outcome with): new for every request, the same for a duplicate delivery.
+    ``request_id`` is what KOM acts on, and may repeat: a granted refund requested again
+    after a refusal is a new request for the same grant (and the same provider refund
+    references, so nothing already sent for it is sent twice). ``transaction_id`` is the
+    payment the request names: an order with two payments has requests for each.
+    """
+
     id: int
     kind: str
     request_id: str
@@ -80,3 +92,40 @@ class StoredRequest:
     body: dict[str, Any]
     created_at: datetime
     done: bool
+
+
+class RequestConflict(Exception):
+    """A request whose identity is on record for another order: refused, never merged."""
+
+
+@dataclass(frozen=True)
+class FindingRecord:
+    """A needs-attention item about one order (from `kom reconcile` or the authorization clock)."""
+
+    platform_order_id: str
+    kind: str
+    detail: str
+    suggested_action: str
+    source: str = "reconcile"  # reconcile | authorization
+    order_number: str | None = None
+    subject: str | None = None  # the shipment, refund or capture it is about
+    found_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizationRecord:
+    """The last look at one order's provider authorization: when it expires, what is left."""
+
+    platform_order_id: str
+    provider_order_id: str
+    state: str  # settled | ok | warning | expired
+    expires_at: datetime | None
+    unshipped_units: int
+    remaining_amount: int
+    currency: str
+    message: str | None = None
+    checked_at: datetime | None = None
+    warned_for: datetime | None = None
+    """The expiry the merchant was last warned about (one warning per expiry)."""
+    extended_at: datetime | None = None
+    extensions: int = 0

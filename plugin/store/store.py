@@ -25,12 +25,29 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from plugin.observability import ORDER_SECONDS, ORDERS_PROCESSED
-from plugin.service.records import ChannelSettings, Installation, OrderJob, StoredRequest
+from plugin.service.records import (
+    AuthorizationRecord,
+    ChannelSettings,
+    FindingRecord,
+    Installation,
+    OrderJob,
+    RequestConflict,
+    StoredRequest,
+)
 from plugin.store import schema
 from plugin.store import tables as t
 from plugin.store.secrets import SecretBox
 
-__all__ = ["ChannelSettings", "Installation", "OrderJob", "QueueStats", "Store", "StoredRequest", "async_url"]
+__all__ = [
+    "ChannelSettings",
+    "Installation",
+    "OrderJob",
+    "QueueStats",
+    "RequestConflict",
+    "Store",
+    "StoredRequest",
+    "async_url",
+]
 
 Clock = Callable[[], datetime]
 
@@ -206,7 +223,7 @@ class Store:
             ).first()
             if row is None:
                 return False
-            for table in (t.channel_settings, t.orders, t.requests, t.reports):
+            for table in (t.channel_settings, t.orders, t.requests, t.reports, t.findings, t.authorizations):
                 await conn.execute(delete(table).where(table.c.installation_id == row.id))
             await conn.execute(delete(t.installations).where(t.installations.c.id == row.id))
         return True
@@ -226,6 +243,7 @@ class Store:
             "capture_mode": settings.capture_mode,
             "shipping_fee": settings.shipping_fee,
             "unknown_origin": settings.unknown_origin,
+            "extend_authorization": settings.extend_authorization,
             "updated_at": self.clock(),
         }
         key = (t.channel_settings.c.installation_id == installation_id) & (
@@ -288,6 +306,7 @@ class Store:
             capture_mode=row.capture_mode,
             shipping_fee=row.shipping_fee,
             unknown_origin=row.unknown_origin,
+            extend_authorization=bool(row.extend_authorization),
         )
 
     # -- the order queue -----------------------------------------------------------
@@ -557,25 +576,41 @@ class Store:
         body: dict[str, Any],
         created_at: datetime,
     ) -> StoredRequest:
-        """Record a platform request once; a duplicate delivery returns the first record."""
-        row = {
-            "installation_id": installation_id,
-            "platform_order_id": platform_order_id,
-            "kind": kind,
-            "request_id": request_id,
-            "psp_reference": psp_reference,
-            "transaction_id": transaction_id,
-            "body": body,
-            "created_at": created_at,
-            "done": False,
-        }
+        """Record a platform request once; a duplicate delivery returns the first record.
+
+        The same request is the same ``psp_reference`` (or, for records from before it
+        carried the request's time, the same kind, request id and time). A request whose
+        pspReference, request id or transaction is on record for another order raises
+        ``RequestConflict``: those ids are global on the platform, so merging it would act
+        on the wrong order, and overwriting would lose the first one.
+        """
+        key = _RequestKey(platform_order_id, kind, request_id, psp_reference, transaction_id, created_at)
         try:
             async with self._write() as conn:
-                await conn.execute(insert(t.requests).values(**row))
+                found = key.match(await self._related_requests(conn, installation_id, key))
+                if found is None:
+                    row = {**key.columns(), "installation_id": installation_id, "body": body, "done": False}
+                    await conn.execute(insert(t.requests).values(**row))
         except IntegrityError:
-            pass  # the same request delivered again: keep the first
-        found = await self.requests_for(installation_id, platform_order_id, kind=kind)
-        return next(r for r in found if r.request_id == request_id)
+            pass  # recorded meanwhile by another process: read it below
+        async with self.engine.connect() as conn:
+            found = key.match(await self._related_requests(conn, installation_id, key))
+        if found is None:
+            raise RuntimeError(f"request {psp_reference} vanished right after it was recorded")
+        return found
+
+    @staticmethod
+    async def _related_requests(conn: AsyncConnection, installation_id: int, key: _RequestKey) -> list[Any]:
+        c = t.requests.c
+        query = select(t.requests).where(
+            (c.installation_id == installation_id)
+            & or_(
+                c.psp_reference == key.psp_reference,
+                and_(c.kind == key.kind, c.request_id == key.request_id),
+                c.transaction_id == key.transaction_id,
+            )
+        )
+        return list((await conn.execute(query)).all())
 
     async def requests_for(
         self, installation_id: int, platform_order_id: str, *, kind: str | None = None
@@ -592,12 +627,7 @@ class Store:
             query = query.where(t.requests.c.kind == kind)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            StoredRequest(
-                r.id, r.kind, r.request_id, r.psp_reference, r.transaction_id, r.body, r.created_at, r.done
-            )
-            for r in rows
-        ]
+        return [_stored_request(r) for r in rows]
 
     async def mark_done(self, request_ids: Sequence[int]) -> None:
         if not request_ids:
@@ -638,6 +668,205 @@ class Store:
                 )
         except IntegrityError:
             pass
+
+    # -- needs-attention findings and authorization expiry (kom reconcile, the clock) ------
+
+    async def replace_findings(
+        self, installation_id: int, platform_order_id: str, source: str, findings: Sequence[FindingRecord]
+    ) -> None:
+        """The order's current findings from ``source``; the ones it no longer reports go away.
+        A finding reported again keeps the time it was first found."""
+        now = self.clock()
+        where = (
+            (t.findings.c.installation_id == installation_id)
+            & (t.findings.c.platform_order_id == platform_order_id)
+            & (t.findings.c.source == source)
+        )
+        async with self.engine.connect() as conn:
+            known = await conn.execute(
+                select(t.findings.c.kind, t.findings.c.subject, t.findings.c.found_at).where(where)
+            )
+            first_found = {(r.kind, r.subject): r.found_at for r in known}
+        rows = [
+            {
+                "installation_id": installation_id,
+                "platform_order_id": platform_order_id,
+                "order_number": f.order_number,
+                "source": source,
+                "kind": f.kind,
+                "subject": f.subject,
+                "detail": f.detail,
+                "suggested_action": f.suggested_action,
+                "found_at": f.found_at or first_found.get((f.kind, f.subject)) or now,
+            }
+            for f in findings
+        ]
+        async with self._write() as conn:
+            await conn.execute(delete(t.findings).where(where))
+            if rows:
+                await conn.execute(insert(t.findings), rows)
+
+    async def findings(
+        self, installation_id: int, platform_order_id: str | None = None, *, limit: int = 200
+    ) -> list[FindingRecord]:
+        """Current findings, newest first (one order's, or the installation's)."""
+        query = (
+            select(t.findings)
+            .where(t.findings.c.installation_id == installation_id)
+            .order_by(t.findings.c.found_at.desc(), t.findings.c.id)
+            .limit(limit)
+        )
+        if platform_order_id is not None:
+            query = query.where(t.findings.c.platform_order_id == platform_order_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            FindingRecord(
+                platform_order_id=r.platform_order_id,
+                kind=r.kind,
+                detail=r.detail,
+                suggested_action=r.suggested_action,
+                source=r.source,
+                order_number=r.order_number,
+                subject=r.subject,
+                found_at=r.found_at,
+            )
+            for r in rows
+        ]
+
+    async def save_authorization(self, installation_id: int, record: AuthorizationRecord) -> None:
+        values = {
+            "provider_order_id": record.provider_order_id,
+            "state": record.state,
+            "expires_at": record.expires_at,
+            "unshipped_units": record.unshipped_units,
+            "remaining_amount": record.remaining_amount,
+            "currency": record.currency,
+            "message": record.message,
+            "checked_at": record.checked_at or self.clock(),
+            "warned_for": record.warned_for,
+            "extended_at": record.extended_at,
+            "extensions": record.extensions,
+        }
+        key = (t.authorizations.c.installation_id == installation_id) & (
+            t.authorizations.c.platform_order_id == record.platform_order_id
+        )
+        for _ in range(2):  # a concurrent first insert: the second round updates it
+            try:
+                async with self._write() as conn:
+                    if (await conn.execute(update(t.authorizations).where(key).values(**values))).rowcount:
+                        return
+                    ids = {"installation_id": installation_id, "platform_order_id": record.platform_order_id}
+                    await conn.execute(insert(t.authorizations).values(**values, **ids))
+                return
+            except IntegrityError:
+                continue
+
+    async def authorizations(
+        self, installation_id: int, platform_order_ids: Sequence[str]
+    ) -> dict[str, AuthorizationRecord]:
+        if not platform_order_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.authorizations).where(
+                        (t.authorizations.c.installation_id == installation_id)
+                        & t.authorizations.c.platform_order_id.in_(list(platform_order_ids))
+                    )
+                )
+            ).all()
+        return {r.platform_order_id: _authorization(r) for r in rows}
+
+    async def authorizations_due(self, *, warn_before: datetime, now: datetime) -> list[tuple[int, str]]:
+        """Orders whose authorization needs another look: goods unshipped and the expiry inside
+        the warning window (not warned yet), or a warned one that has now expired."""
+        c = t.authorizations.c
+        query = (
+            select(c.installation_id, c.platform_order_id)
+            .where(
+                (c.unshipped_units > 0)
+                & c.expires_at.is_not(None)
+                & (
+                    ((c.state == "ok") & (c.expires_at <= warn_before))
+                    | ((c.state == "warning") & (c.expires_at <= now))
+                )
+            )
+            .order_by(c.expires_at)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(int(r.installation_id), str(r.platform_order_id)) for r in rows]
+
+
+def _authorization(row: Any) -> AuthorizationRecord:
+    return AuthorizationRecord(
+        platform_order_id=row.platform_order_id,
+        provider_order_id=row.provider_order_id,
+        state=row.state,
+        expires_at=row.expires_at,
+        unshipped_units=row.unshipped_units,
+        remaining_amount=row.remaining_amount,
+        currency=row.currency,
+        message=row.message,
+        checked_at=row.checked_at,
+        warned_for=row.warned_for,
+        extended_at=row.extended_at,
+        extensions=row.extensions,
+    )
+
+
+def _stored_request(r: Any) -> StoredRequest:
+    return StoredRequest(
+        r.id, r.kind, r.request_id, r.psp_reference, r.transaction_id, r.body, r.created_at, r.done
+    )
+
+
+@dataclass(frozen=True)
+class _RequestKey:
+    """What identifies a platform request, and which records it may not contradict."""
+
+    platform_order_id: str
+    kind: str
+    request_id: str
+    psp_reference: str
+    transaction_id: str
+    created_at: datetime
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "platform_order_id": self.platform_order_id,
+            "kind": self.kind,
+            "request_id": self.request_id,
+            "psp_reference": self.psp_reference,
+            "transaction_id": self.transaction_id,
+            "created_at": self.created_at,
+        }
+
+    def match(self, related: Sequence[Any]) -> StoredRequest | None:
+        """The record of this same request, if any; RequestConflict if one names another order."""
+        for r in related:
+            if r.platform_order_id != self.platform_order_id:
+                raise RequestConflict(self._clash(r))
+        for r in related:
+            same_time = (
+                r.kind == self.kind and r.request_id == self.request_id and r.created_at == self.created_at
+            )
+            if r.psp_reference == self.psp_reference or same_time:
+                return _stored_request(r)
+        return None
+
+    def _clash(self, r: Any) -> str:
+        if r.psp_reference == self.psp_reference:
+            what = f"this same {self.kind} request ({self.psp_reference})"
+        elif r.transaction_id == self.transaction_id:
+            what = f"its transaction {self.transaction_id}"
+        else:
+            what = f"its {self.kind} {self.request_id}"
+        return (
+            f"KOM has {what} on record for order {r.platform_order_id}, not for order "
+            f"{self.platform_order_id}: refused, so that neither order is acted on by mistake."
+        )
 
 
 class _HintWriter:
