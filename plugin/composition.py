@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from adapters.klarna.errors import AuthenticationFailed, NotAllowed, NotFound, Rejected
+from plugin.service.connection import ConnectionResult, check_connection
 from plugin.service.ports import PaymentProvider, Platform
 from plugin.service.records import ChannelSettings, Installation
 from plugin.service.worker import Permanent, Worker, WorkerConfig
@@ -35,6 +36,22 @@ class Services:
         factory = load_adapter("kom.platforms", installation.platform)
         platform: Platform = factory(installation, self.http)
         return platform
+
+    async def check_connection(
+        self, channel: ChannelSettings, *, http: httpx.AsyncClient | None = None, other_regions: bool = True
+    ) -> ConnectionResult:
+        """*Test connection* (the page and `kom configure --test`) through the provider's probe.
+
+        ``http``: a client pinned to the checked address of a base-URL override (the page).
+        """
+        probe = load_adapter("kom.connection_probes", channel.provider)
+        client = http or self.http
+
+        async def run(settings: ChannelSettings) -> ConnectionResult:
+            result: ConnectionResult = await probe(settings, client, other_regions=other_regions)
+            return result
+
+        return await check_connection(channel, run)
 
     def worker(self, config: WorkerConfig | None = None, worker_id: str | None = None) -> Worker:
         return Worker(

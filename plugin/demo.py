@@ -235,16 +235,26 @@ async def _through_saleor(out: _Printer) -> bool | None:
         print(f"\n(Saleor part skipped: the repository's test fakes are not importable here: {exc})")
         return None
     if not schema_path().is_file():
-        print(f"\n(Saleor part skipped: no Saleor schema at {schema_path()}; set KOM_SHARED_DIR)")
+        print(
+            f"\n(Saleor part skipped: no Saleor schema at {schema_path()}. It is Saleor's own "
+            "saleor/graphql/schema.graphql, kept in the project's shared folder beside this checkout "
+            "(../shared/saleor/schema.graphql); set KOM_SHARED_DIR to a folder holding "
+            "saleor/schema.graphql.)"
+        )
         return None
     import tempfile
     from pathlib import Path
 
     out.heading("Through Saleor: webhooks in, captures and refunds out, outcomes reported back")
+    print(
+        "  Saleor here is a stand-in: the repository's fake Saleor (tests/fakes/saleor), which serves "
+        "Saleor's\n  GraphQL schema and signs its webhooks like Saleor. To run KOM against a real "
+        "Saleor: docs/try-with-saleor.md"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         async with world(Path(tmp)) as w:
             await w.install()
-            print(f"  KOM installed in a local Saleor ({w.saleor.api_url}) from {w.kom_url}/api/manifest")
+            print(f"  KOM installed in the stand-in ({w.saleor.api_url}) from {w.kom_url}/api/manifest")
             lines = [
                 ("TSHIRT-M-BLUE", "T-shirt", 1, "30.00", "0.25"),
                 ("JEANS-32-32", "Jeans", 1, "70.00", "0.25"),

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from plugin.service.reconcile import OrderCheck, Report, Scope, ScopeError, reconcile
+from plugin.settings import Settings
 
 DEFAULT_SINCE = timedelta(days=30)
 _RELATIVE = re.compile(r"(?P<n>\d+)\s*(?P<unit>[dhm])")
@@ -40,14 +41,13 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def run(scope: Scope, *, as_json: bool) -> tuple[int, str]:
-    """Reconcile with the process' settings; (exit code, what to print)."""
+async def run(settings: Settings, scope: Scope, *, as_json: bool) -> tuple[int, str]:
+    """Reconcile with ``settings`` (checked by plugin/preflight.py); (exit code, what to print)."""
     from plugin.composition import Services
     from plugin.observability import http_client
-    from plugin.runtime import load_settings, open_store
+    from plugin.runtime import open_store
     from plugin.store.schema import SchemaOutOfDate
 
-    settings = load_settings()
     try:
         store = await open_store(settings)
     except SchemaOutOfDate as exc:

@@ -1,41 +1,30 @@
-"""Process start-up for `kom serve`, `kom worker`, `kom migrate` and `kom configure`."""
+"""Process start-up for `kom serve`, `kom worker` and `kom migrate` (settings: plugin/preflight.py)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import secrets
 import signal
-from pathlib import Path
+from urllib.parse import urlsplit
 
-from adapters.klarna.hosts import Environment, Provider, Region, base_url
+from plugin import __version__
 from plugin.composition import Services
 from plugin.observability import http_client, start_metrics_server
-from plugin.settings import Settings, get_settings
+from plugin.settings import Settings
 from plugin.store import schema
 from plugin.store.secrets import SecretBox
-from plugin.store.store import ChannelSettings, Store
+from plugin.store.store import Store
 
 log = logging.getLogger("kom")
 
-DEV_SECRET_FILE = Path("kom.secret")
 
+def load_settings(command: str = "start") -> Settings:
+    """The checked settings (secret key included; in development generated into ./kom.secret),
+    or exit with one line per problem. Commands that also use the database call
+    ``preflight.settings_or_exit``, which checks that it answers too."""
+    from plugin.preflight import settings_or_exit
 
-def load_settings() -> Settings:
-    """The settings; in development a missing KOM_SECRET_KEY is generated once into ./kom.secret."""
-    settings = get_settings()
-    if settings.secret_key is not None:
-        return settings
-    if settings.environment != "development":
-        raise SystemExit("KOM_SECRET_KEY is required outside development (it encrypts credentials at rest).")
-    if not DEV_SECRET_FILE.exists():
-        DEV_SECRET_FILE.write_text(secrets.token_urlsafe(32))
-        DEV_SECRET_FILE.chmod(0o600)
-        log.warning(
-            "generated a development KOM_SECRET_KEY in %s; set KOM_SECRET_KEY in production", DEV_SECRET_FILE
-        )
-    return settings.model_copy(update={"secret_key": DEV_SECRET_FILE.read_text().strip()})
+    return settings_or_exit(command, database=False)
 
 
 def migrates_itself(url: str) -> bool:
@@ -44,12 +33,15 @@ def migrates_itself(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
+
+
 async def open_store(settings: Settings) -> Store:
     """The Store with a current schema: SQLite is migrated on the spot; an out-of-date
     PostgreSQL schema raises SchemaOutOfDate (saying to run `kom migrate`)."""
-    key = settings.secret_key.get_secret_value() if settings.secret_key else None
     store = await Store.open(
-        settings.database_url, SecretBox(key), create=migrates_itself(settings.database_url)
+        settings.database_url, _box(settings), create=migrates_itself(settings.database_url)
     )
     try:
         await schema.require_current(store.engine)
@@ -72,10 +64,33 @@ async def check_schema(settings: Settings) -> None:
     await store.close()
 
 
-async def migrate(*, check: bool = False) -> int:
-    settings = load_settings()
-    key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    store = await Store.open(settings.database_url, SecretBox(key), create=False)
+def announce(settings: Settings, host: str, port: int, *, worker: bool) -> None:
+    """`kom serve`'s first lines: where it listens, and the manifest URL to paste into Saleor."""
+    role = "web app and worker" if worker else "web app only (run `kom worker` apart)"
+    log.info("KOM %s listening on http://%s:%d: %s", __version__, host, port, role)
+    log.info(
+        "install KOM in Saleor: Dashboard -> Apps -> Install external app, manifest URL %s/api/manifest",
+        settings.public_url,
+    )
+    public = urlsplit(settings.public_url)
+    loopback = public.hostname in ("localhost", "127.0.0.1", "::1")
+    if loopback and host not in ("localhost", "127.0.0.1", "::1"):
+        log.warning(
+            "KOM_PUBLIC_URL is %s: only this machine reaches that; set KOM_PUBLIC_URL to the "
+            "address Saleor calls this KOM at",
+            settings.public_url,
+        )
+    elif loopback and (public.port or 80) != port:
+        log.warning(
+            "KOM_PUBLIC_URL is %s but KOM listens on port %d: Saleor would call the wrong port; "
+            "set KOM_PUBLIC_URL to the address Saleor reaches this KOM at",
+            settings.public_url,
+            port,
+        )
+
+
+async def migrate(settings: Settings, *, check: bool = False) -> int:
+    store = await Store.open(settings.database_url, _box(settings), create=False)
     try:
         before = await store.schema_status()
         if before.up_to_date:
@@ -91,16 +106,19 @@ async def migrate(*, check: bool = False) -> int:
     return 0
 
 
-async def run_worker(*, once: bool = False, metrics_port: int | None = None) -> int:
-    settings = load_settings()
+async def run_worker(settings: Settings, *, once: bool = False, metrics_port: int | None = None) -> int:
     store = await _open_store(settings)
-    if metrics_port is not None:
-        start_metrics_server(metrics_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
+        if metrics_port is not None:
+            try:
+                start_metrics_server(metrics_port)
+            except OSError as exc:  # taken between the start-up check and now
+                raise SystemExit(f"error: --metrics-port {metrics_port}: {exc.strerror}") from None
+        stop = asyncio.Event()
+        if not once:  # a long run stops cleanly on SIGINT/SIGTERM, after the order in hand
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
         async with http_client(settings.provider_timeout_seconds) as http:
             worker = Services(settings=settings, store=store, http=http).worker()
             if once:
@@ -110,50 +128,4 @@ async def run_worker(*, once: bool = False, metrics_port: int | None = None) -> 
                 await worker.run(stop)
     finally:
         await store.close()
-    return 0
-
-
-async def configure(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    try:
-        url = base_url(
-            Provider(args.provider), Environment(args.environment), Region(args.region), args.base_url
-        )
-    except ValueError as exc:
-        print(f"error: {exc}")
-        return 2
-    store = await _open_store(settings)
-    try:
-        installation = await store.installation_by_url(args.saleor_api_url)
-        if installation is None:
-            print(f"error: no installation for {args.saleor_api_url}; install KOM from that dashboard first")
-            return 2
-        channel = args.channel or ""
-        previous = await store.settings_for(installation.id, channel)
-        kept = previous if previous is not None and previous.channel == channel else None
-        await store.save_settings(
-            installation.id,
-            ChannelSettings(
-                channel=channel,
-                provider=args.provider,
-                environment=args.environment,
-                region=args.region,
-                api_key=args.api_key,
-                username=args.username,
-                base_url=args.base_url,
-                capture_mode=kept.capture_mode if kept else "on_fulfillment",
-                shipping_fee=kept.shipping_fee if kept else "first_parcel",
-                unknown_origin=kept.unknown_origin if kept else "earliest_first",
-                extend_authorization=(
-                    args.extend_authorization
-                    if args.extend_authorization is not None
-                    else bool(kept and kept.extend_authorization)
-                ),
-            ),
-        )
-    finally:
-        await store.close()
-    scope = f"channel {channel}" if channel else "all channels"
-    print(f"saved: {args.provider} {args.environment} ({url}) for {scope} of {args.saleor_api_url}")
-    print("API key stored encrypted: ********")
     return 0

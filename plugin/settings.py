@@ -6,13 +6,16 @@ they never show up in reprs or logs.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ALLOWED_SALEOR_URLS = r"https://.+"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Settings(BaseSettings):
@@ -65,6 +68,135 @@ class Settings(BaseSettings):
 
         parse_networks(value)  # a typo fails at start, not at the first install
         return value
+
+    # -- checks: each raises a sentence naming what is wrong (plugin/preflight.py prints one
+    # line per problem); values that mean the same thing are normalised instead of refused.
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        return database_url(value) if isinstance(value, str) else value
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _secret_key(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return value
+        if not raw.strip():
+            return None  # `KOM_SECRET_KEY=` (an empty line in an env file) means "not set"
+        from plugin.store.secrets import SecretBox, SecretError
+
+        try:
+            SecretBox(raw)  # the rule that encrypts them is the rule that checks them
+        except SecretError as exc:
+            raise ValueError(str(exc).removeprefix("KOM_SECRET_KEY ")) from None
+        return raw
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                "must be the absolute http(s) URL Saleor reaches this KOM at, e.g. https://kom.example.com"
+            )
+        return value.strip().rstrip("/")
+
+    @field_validator("allowed_saleor_urls", mode="before")
+    @classmethod
+    def _allowed_saleor_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"is not a valid regular expression ({exc})") from None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        level = value.strip().upper()
+        level = {"WARN": "WARNING"}.get(level, level)
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)} (in any case)")
+        return level
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name this deployment, e.g. production or staging")
+        return value.strip() if isinstance(value, str) else value
+
+    def is_development(self) -> bool:
+        """Development allows a generated secret key (./kom.secret); nothing else does."""
+        return self.environment.lower() == "development"
+
+
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    # Heroku, Render, Fly and libpq all hand out postgres:// URLs: the same database.
+    "postgres": "postgresql",
+    "postgres+asyncpg": "postgresql+asyncpg",
+}
+
+
+def database_url(value: str) -> str:
+    """``value`` as a URL KOM can open (``postgres://`` becomes ``postgresql://``), or ValueError."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    value = value.strip()
+    scheme, sep, rest = value.partition("://")
+    if not sep or not scheme:
+        raise ValueError(
+            "is not a database URL: use sqlite:///./kom.db or postgresql://user:password@host/db"
+        )
+    backend = scheme.lower().split("+")[0]
+    if scheme.lower() not in _DRIVERS:
+        if backend in ("sqlite", "postgresql", "postgres"):
+            plain = "sqlite" if backend == "sqlite" else "postgresql"
+            raise ValueError(
+                f"names the driver {scheme.split('+', 1)[1]!r}, which KOM does not use: "
+                f"write {plain}:// (KOM brings its own: aiosqlite, asyncpg)"
+            )
+        raise ValueError(
+            f"names the database {backend!r}, which KOM does not support: "
+            "use SQLite (sqlite:///./kom.db) or PostgreSQL (postgresql://user:password@host:5432/db)"
+        )
+    normalised = f"{_DRIVERS[scheme.lower()]}://{rest}"
+    try:
+        url = make_url(normalised)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(f"cannot be parsed as a database URL ({exc})") from None
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("needs a file: an in-memory SQLite database loses everything at exit")
+    elif not url.host:
+        raise ValueError("names no PostgreSQL host: postgresql://user:password@host:5432/db")
+    return normalised
+
+
+def masked_database_url(value: str) -> str:
+    """The URL as it may be printed: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(value).render_as_string(hide_password=True)
+    except Exception:  # unparsable: cut the password out by hand
+        scheme, _, rest = value.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if not at or ":" not in userinfo:
+            return value
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 @lru_cache(maxsize=1)

@@ -1,20 +1,121 @@
-"""The `kom` command line: help everywhere, the demo end to end, configure."""
+"""The `kom` command line: help everywhere, options before or after the command, the demo
+end to end, quiet in a pipe, colour only on a terminal. (Configuration checks:
+test_preflight.py; configure and installations: test_configure.py; fresh starts:
+test_first_run.py.)"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from plugin.cli import build_parser, main
+from plugin.cli import build_parser, main, use_color
+
+COMMANDS = [
+    "demo",
+    "sandbox",
+    "serve",
+    "worker",
+    "migrate",
+    "configure",
+    "installations",
+    "check",
+    "reconcile",
+    "settings",
+]
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["demo"], ["sandbox"], ["serve"], ["worker"], ["configure"], ["settings"], ["reconcile"]]
-)
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([*command, "--help"])
     assert exited.value.code == 0
     assert "usage: kom" in capsys.readouterr().out
+
+
+def test_kom_alone_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: kom") and all(command in out for command in COMMANDS)
+
+
+REQUIRED = {
+    "configure": [
+        *("--saleor-api-url", "https://shop.example.com/graphql/", "--provider", "klarna"),
+        *("--environment", "playground"),
+    ]
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_log_level_goes_before_or_after_the_command_in_any_case(command: str) -> None:
+    parser = build_parser()
+    given = [command, *REQUIRED.get(command, [])]
+    assert parser.parse_args([*given, "--log-level", "debug"]).log_level == "DEBUG"
+    assert parser.parse_args(["--log-level", "Warn", *given]).log_level == "WARNING"
+    assert parser.parse_args(["--log-level", "error", *given, "--log-level", "info"]).log_level == "INFO"
+    assert parser.parse_args(given).log_level is None  # then KOM_LOG_LEVEL applies
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--log-level", "loud"], "argument --log-level: 'loud' is not a log level"),
+        (["serve", "--port", "70000"], "argument --port: 70000 is out of range: a port is 1-65535"),
+        (["serve", "--port", "0"], "argument --port: 0 is out of range"),
+        (["serve", "--port", "http"], "argument --port: 'http' is not a port number (1-65535)"),
+        (["worker", "--metrics-port", "-1"], "argument --metrics-port: -1 is out of range"),
+        (["sandbox", "--port", "99999"], "argument --port: 99999 is out of range"),
+    ],
+)
+def test_bad_options_are_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal:
+        def __init__(self, tty: bool) -> None:
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys, "stdout", Terminal(True))
+    assert use_color() and not use_color(no_color=True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_color()
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(sys, "stdout", Terminal(False))
+    assert not use_color()
+
+
+def test_demo_in_a_pipe_is_plain_and_ends_quietly_when_the_reader_leaves(tmp_path: Path) -> None:
+    """`kom demo | head -3`: no escape codes in a pipe, no BrokenPipeError when head is done."""
+    env = {name: value for name, value in os.environ.items() if name != "NO_COLOR"}
+    demo = subprocess.Popen(
+        [str(Path(sys.executable).with_name("kom")), "demo"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert demo.stdout is not None and demo.stderr is not None
+    head = [demo.stdout.readline() for _ in range(3)]
+    demo.stdout.close()  # the reader leaves, as head does
+    err = demo.stderr.read().decode()
+    demo.stderr.close()
+    demo.wait(timeout=120)
+    assert b"\033[" not in b"".join(head) and head[0].startswith(b"Order Management sandbox listening")
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+    assert demo.returncode == 141  # what a shell reports for a writer whose reader left
 
 
 def test_demo_books_every_refund_on_the_invoice_that_shipped_it(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,44 +132,6 @@ def test_settings_masks_secrets(capsys: pytest.CaptureFixture[str], monkeypatch:
     assert main(["settings"]) == 0
     out = capsys.readouterr().out
     assert "do-not-print-me" not in out and "KOM_SECRET_KEY=**********" in out
-
-
-async def test_configure_saves_encrypted_settings_for_an_installation(
-    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import asyncio
-
-    from plugin.settings import get_settings
-    from plugin.store.secrets import SecretBox
-    from plugin.store.store import Store
-
-    url = f"sqlite:///{tmp_path}/kom.db"
-    key = "cli-test-secret-0123456789abcdef"
-    monkeypatch.setenv("KOM_DATABASE_URL", url)
-    monkeypatch.setenv("KOM_SECRET_KEY", key)
-    get_settings.cache_clear()
-    store = await Store.open(url, SecretBox(key))
-    await store.save_installation(
-        platform="saleor", api_url="https://shop.example.com/graphql/", app_id="QXBwOjE=", token="t", jwks={}
-    )
-    args = ["configure", "--provider", "kustom", "--environment", "playground", "--region", "eu"]
-    args += ["--api-key", "kco_test_api_SECRET", "--channel", "se"]
-    loop_result = await asyncio.to_thread(
-        main, [*args, "--saleor-api-url", "https://shop.example.com/graphql/"]
-    )
-    assert loop_result == 0
-    saved = await store.settings_for(1, "se")
-    assert saved is not None and saved.provider == "kustom" and saved.api_key == "kco_test_api_SECRET"
-    assert "kco_test_api_SECRET" not in capsys.readouterr().out
-    unknown = await asyncio.to_thread(main, [*args, "--saleor-api-url", "https://nope.example.com/graphql/"])
-    assert unknown == 2 and "no installation" in capsys.readouterr().out
-    kustom_na = [a if a != "eu" else "na" for a in args]
-    assert (
-        await asyncio.to_thread(main, [*kustom_na, "--saleor-api-url", "https://shop.example.com/graphql/"])
-        == 2
-    )
-    await store.close()
-    get_settings.cache_clear()
 
 
 def test_reconcile_since_takes_durations_and_dates() -> None:

@@ -44,6 +44,7 @@ def create_app(
     from adapters.saleor.routes import saleor_routes
     from plugin.runtime import open_store
     from plugin.web.dashboard import dashboard_routes
+    from plugin.web.pages import page_routes
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -70,6 +71,7 @@ def create_app(
             Route("/metrics", metrics, methods=["GET"]),
             *saleor_routes(),
             *dashboard_routes(),
+            *page_routes(),  # the manifest's homepageUrl and supportUrl
         ],
         middleware=[Middleware(observability.WebhookMetrics, known=frozenset(WEBHOOKS))],
         lifespan=lifespan,

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from adapters.klarna import connection
 from adapters.klarna.client import OrderManagementClient
 from adapters.klarna.models import RefundRequest
 from adapters.klarna.sandbox import DEMO_API_KEY, DEMO_KEY_USERNAME, Fault, SandboxState
@@ -19,7 +20,6 @@ from adapters.klarna.sandbox import create_app as create_sandbox
 from adapters.klarna.sandbox.auth import Credentials
 from adapters.klarna.sandbox.server import serve_in_thread
 from plugin.store.store import ChannelSettings
-from plugin.web.dashboard import connection
 from tests.dashboard.helpers import ALL_PERMISSIONS, headers, token
 from tests.e2e.harness import Order, World, world
 from tests.fakes.stub_app import StubApp, serve_stub_app

@@ -15,7 +15,8 @@ import yaml
 from plugin.cli import build_parser
 from plugin.settings import Settings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 IMAGE = "kom:0.1.0"
 PORT = 8000
 SETTINGS = {f"KOM_{name.upper()}" for name in Settings.model_fields}
@@ -68,13 +69,103 @@ def test_dockerfile_is_multi_stage_slim_non_root_without_build_tools() -> None:
     assert env and kom_names(env) <= SETTINGS
 
 
+def copy_lines() -> list[tuple[list[str], str]]:
+    """The build stage's ``COPY src... dest`` lines from the build context (not --from=)."""
+    found = []
+    for line in dockerfile_stages()[0]:
+        words = line.split()
+        if words[0] == "COPY" and not any(w.startswith("--from=") for w in words):
+            args = [w for w in words[1:] if not w.startswith("--")]
+            found.append((args[:-1], args[-1]))
+    return found
+
+
+def dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
+    """(re-include?, pattern) per line, in Docker's syntax: ``*`` within a path segment,
+    ``**`` across segments, ``!`` re-includes; a trailing / is dropped."""
+    patterns = []
+    for raw in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate, line = line.startswith("!"), line.removeprefix("!").strip("/")
+        regex = "".join(
+            ".*" if part == "**" else "[^/]*" if part == "*" else "[^/]" if part == "?" else re.escape(part)
+            for part in re.split(r"(\*\*|\*|\?)", line)
+        )
+        patterns.append((negate, re.compile(regex)))
+    return patterns
+
+
+def in_build_context(path: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Docker's rule: the last pattern matching the path, or one of its parent folders, decides."""
+    parents = [path, *("/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1))]
+    included = True
+    for negate, pattern in patterns:
+        if any(pattern.fullmatch(candidate) for candidate in parents):
+            included = negate
+    return included
+
+
+def build_context(into: Path) -> Path:
+    """The files `docker build -f deploy/Dockerfile .` sends, copied into ``into``."""
+    import shutil
+
+    patterns = dockerignore_patterns()
+    for source in REPO.rglob("*"):
+        relative = source.relative_to(REPO).as_posix()
+        if source.is_file() and in_build_context(relative, patterns):
+            (into / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, into / relative)
+    return into
+
+
 def test_the_build_context_keeps_only_what_the_image_needs() -> None:
-    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
-    assert ignore[ignore.index("*") :][:1] == ["*"]
-    copied = {line.split()[1] for stage in dockerfile_stages() for line in stage if line.startswith("COPY ")}
-    for source in copied - {"--from=build"}:
-        name = source.rstrip("/")
-        assert f"!{name}" in ignore or f"!{name}/" in ignore, source
+    patterns = dockerignore_patterns()
+    assert patterns[0] == (False, re.compile("[^/]*"))  # everything out, then what is needed back in
+    for sources, _ in copy_lines():
+        for source in sources:
+            assert in_build_context(source.rstrip("/"), patterns), f"COPY {source}: not in the build context"
+    assert not in_build_context(".venv/bin/python", patterns)
+    assert not in_build_context("plugin/__pycache__/cli.cpython-311.pyc", patterns)
+    assert not in_build_context("tests/test_cli.py", patterns)
+
+
+def test_the_wheel_builds_from_exactly_the_docker_build_context(tmp_path: Path) -> None:
+    """What `pip install .` in the Dockerfile's build stage does, offline and without Docker:
+    the COPY lines applied to the build context, then a wheel built from the result."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    context = build_context(tmp_path / "context")
+    src = tmp_path / "src"  # WORKDIR /src
+    src.mkdir()
+    for sources, dest in copy_lines():
+        for source in sources:
+            origin = context / source
+            assert origin.exists(), f"COPY {source}: not in the build context (Dockerfile.dockerignore)"
+            target = src / (dest if not dest.endswith("/") else f"{dest}{origin.name}")
+            if origin.is_dir():
+                shutil.copytree(origin, target)
+            else:
+                shutil.copy2(origin, target)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", "dist", "."],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (src / "dist").glob("kom-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "adapters/saleor/manifest.json" in names
+    assert "adapters/saleor/webhooks/fulfillment_created.graphql" in names
+    assert "plugin/store/migrations/versions/0001_initial_schema.py" in names
+    assert any(name.startswith("plugin/web/dashboard/") and name.endswith(".html") for name in names)
+    assert not any(name.startswith("tests/") or "__pycache__" in name for name in names)
 
 
 # -- docker compose -----------------------------------------------------------------------
@@ -160,9 +251,34 @@ def test_kubernetes_has_every_piece(k8s: dict[tuple[str, str], dict[str, Any]]) 
     }
     kustomization = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
-    assert listed | {"migrate-job.yaml", "kustomization.yaml"} == {
-        p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")
+    # Everything, the migration Job too, so `images:` sets one image for every container.
+    assert listed | {"kustomization.yaml"} == {p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")}
+
+
+def test_kustomize_sets_the_image_of_every_container(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    kustomization = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    transformed = {entry["name"] for entry in kustomization["images"]}
+    for (kind, name), manifest in k8s.items():
+        if kind in ("Deployment", "Job"):
+            for c in pod(manifest)["containers"] + pod(manifest).get("initContainers", []):
+                # The images transformer matches the image name without its tag.
+                assert c["image"].split(":")[0] in transformed, (kind, name, c["image"])
+
+
+def test_the_first_apply_selects_the_configuration_and_the_migration(
+    k8s: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """`kubectl apply -k ... -l 'app.kubernetes.io/component in (config,migrate)'` (the runbook)
+    applies exactly the Secret, the ConfigMap and the Job: the migration runs before the servers."""
+    doc = (DEPLOY.parent / "docs" / "operations.md").read_text()
+    selector = "app.kubernetes.io/component in (config,migrate)"
+    assert f"kubectl apply -k deploy/kubernetes -l '{selector}'" in doc
+    first = {
+        key
+        for key, manifest in k8s.items()
+        if manifest["metadata"]["labels"].get("app.kubernetes.io/component") in ("config", "migrate")
     }
+    assert first == {("Secret", "kom"), ("ConfigMap", "kom"), ("Job", "kom-migrate")}
 
 
 def test_kubernetes_commands_image_and_settings(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -203,7 +319,9 @@ def test_kubernetes_ports_and_probes(k8s: dict[tuple[str, str], dict[str, Any]])
     assert service_port["targetPort"] == "http"
     for rule in k8s[("Ingress", "kom")]["spec"]["rules"]:
         paths = {p["path"] for p in rule["http"]["paths"]}
-        assert paths == {"/api", "/app"}  # not /metrics, /readyz
+        assert paths == {"/api", "/app", "/", "/support"}  # not /metrics, /readyz
+        exact = {p["path"] for p in rule["http"]["paths"] if p["pathType"] == "Exact"}
+        assert exact == {"/", "/support"}  # the manifest's homepage and support pages only
         for path in rule["http"]["paths"]:
             assert path["backend"]["service"] == {"name": "kom-web", "port": {"name": service_port["name"]}}
     worker = container(k8s[("Deployment", "kom-worker")])
@@ -217,7 +335,7 @@ def test_every_route_the_probes_use_exists() -> None:
 
     app = create_app(Settings(), run_worker=False)
     paths = {getattr(route, "path", None) for route in app.routes}
-    assert {"/healthz", "/readyz", "/metrics", "/api/webhooks/{name}", "/app"} <= paths
+    assert {"/healthz", "/readyz", "/metrics", "/api/webhooks/{name}", "/app", "/", "/support"} <= paths
 
 
 def test_operations_doc_covers_the_runbook() -> None:

@@ -176,8 +176,8 @@ async def test_an_https_override_to_a_public_address_is_saved(tmp_path: Path) ->
 async def test_the_region_search_never_takes_the_saved_key_elsewhere(
     k: Kom, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from adapters.klarna import connection
     from adapters.klarna.sandbox.auth import Credentials
-    from plugin.web.dashboard import connection
 
     # Klarna's regional hosts, played by sandboxes (the seam connection.py offers for this):
     # the saved key is refused in EU, and would be accepted in NA.

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import httpx
 
+from adapters.klarna.connection import PROBE_TIMEOUT
 from plugin.composition import Services
-from plugin.web.dashboard import connection
+from plugin.service.connection import ConnectionResult
 from plugin.web.dashboard.settings_form import Checked
 from plugin.web.egress import Egress, EgressRefused, Target, egress
 
@@ -49,7 +50,7 @@ async def field_errors(checked: Checked, services: Services) -> dict[str, str]:
     return {}
 
 
-async def probe(checked: Checked, services: Services) -> connection.Result | dict[str, str]:
+async def probe(checked: Checked, services: Services) -> ConnectionResult | dict[str, str]:
     """Run the connection test (pinned to the checked override), or the field errors instead."""
     settings = checked.settings
     assert settings is not None
@@ -57,11 +58,11 @@ async def probe(checked: Checked, services: Services) -> connection.Result | dic
     # now goes there, never a saved one (it goes to the endpoint it was saved for only).
     search = not checked.secret_from_store
     if settings.base_url is None:
-        return await connection.check_connection(settings, services.http, other_regions=search)
+        return await services.check_connection(settings, other_regions=search)
     policy = egress(services)
     try:
         target = await check_override(settings.base_url, policy)
     except ValueError as exc:
         return {"base_url": str(exc)}
-    async with policy.client(target, timeout=connection.PROBE_TIMEOUT) as pinned:
-        return await connection.check_connection(settings, pinned, other_regions=search)
+    async with policy.client(target, timeout=PROBE_TIMEOUT) as pinned:
+        return await services.check_connection(settings, http=pinned, other_regions=search)

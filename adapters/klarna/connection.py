@@ -1,4 +1,6 @@
-"""**Test connection**: prove credentials against the chosen endpoint, and say exactly what failed.
+"""**Test connection** for Klarna and Kustom: prove credentials against the chosen endpoint, and
+say exactly what failed (``plugin.service.connection`` is the use case; entry point group
+``kom.connection_probes``).
 
 The probe reads an order that cannot exist (a random UUID). Order Management answers
 ``404 NO_SUCH_ORDER`` only after it accepted the credentials, so that answer means the
@@ -17,33 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import asdict, dataclass
 
 import httpx
 
 from adapters.klarna import errors
 from adapters.klarna.client import OrderManagementClient, RetryPolicy
 from adapters.klarna.hosts import Environment, Provider, Region, base_url
+from plugin.service.connection import ConnectionResult as Result
 from plugin.service.records import ChannelSettings
 
 PROBE_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _NAMES = {"klarna": "Klarna", "kustom": "Kustom"}
 _REGIONS = {"eu": "EU", "na": "North America", "oc": "Oceania"}
-
-
-@dataclass(frozen=True)
-class Result:
-    ok: bool
-    outcome: str
-    message: str
-    endpoint: str
-    status: int | None = None
-    error_code: str | None = None
-    correlation_id: str | None = None
-    suggested_region: str | None = None
-
-    def as_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def region_endpoint(provider: str, environment: str, region: str) -> str:
@@ -83,6 +70,11 @@ async def _probe(
 async def check_connection(
     settings: ChannelSettings, http: httpx.AsyncClient, *, other_regions: bool = True
 ) -> Result:
+    """The probe of ``kom.connection_probes`` (klarna, kustom): one GET of an order that cannot exist.
+
+    ``other_regions``: on a 401, try the same credentials on Klarna's other regions (only for
+    a key typed in this request: a saved key never goes anywhere but its own endpoint).
+    """
     endpoint = endpoint_for(settings)
     provider = _NAMES.get(settings.provider, settings.provider)
     where = f"{provider} {settings.environment}"
