@@ -257,21 +257,29 @@ def _cancel_answer(
     )
 
 
-def _charge_answer(request: StoredRequest, result: SyncResult, currency: str) -> TransactionReport:
+def _charge_answer(request: StoredRequest, result: SyncResult, currency: str) -> TransactionReport | None:
     """Resolve a dashboard "capture" request: parcels were captured (and reported) one by one.
 
     Each parcel is its own invoice and its own charge on the platform, so the request
-    itself is closed without an amount of its own, saying what was captured instead.
+    itself is closed without an amount of its own, saying what was captured instead. While
+    a parcel may still be captured on a later pass, the answer waits for it.
     """
+    if any(isinstance(f.action, CaptureAction) for f in result.transient) or any(
+        isinstance(a, CaptureAction) for a, _ in result.waiting
+    ):
+        return None
     made = [d.action for d in result.done if isinstance(d.action, CaptureAction)]
+    refused = [(f.action, f.reason) for f in result.failed if isinstance(f.action, CaptureAction)]
+    parts = []
     if made:
         listed = ", ".join(f"parcel {a.parcel} {format_money(a.captured_amount, currency)}" for a in made)
-        message = f"Captured per parcel, each reported as its own charge: {listed}."
-    else:
-        message = (
+        parts.append(f"Captured per parcel, each reported as its own charge: {listed}.")
+    parts += [f"Parcel {action.parcel} could not be captured: {reason}" for action, reason in refused]
+    if not parts:
+        parts.append(
             "Nothing to capture: no fulfilled parcel is waiting. KOM captures each parcel when it ships."
         )
-    return TransactionReport("CHARGE_FAILURE", request.psp_reference, 0, currency, message)
+    return TransactionReport("CHARGE_FAILURE", request.psp_reference, 0, currency, " ".join(parts))
 
 
 def requested_cancel(request: StoredRequest, currency: str) -> int:

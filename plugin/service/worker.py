@@ -172,7 +172,7 @@ class Worker:
             job.platform_order_id,
             error,
             job.attempts,
-            ", needs attention" if give_up else f", retry in {delay.total_seconds():.0f}s",
+            ", needs attention" if give_up else f", retry in {delay.total_seconds():g}s",
             exc_info=exc_info,
             extra=_context(job, correlation_id),
         )

@@ -6,7 +6,8 @@
   read replica: once armed, the first read is answered for real and remembered, and the
   next ``count`` reads of that order get the remembered answer.
 
-Both record when each fault was met (``met``), so a test can measure from a fault's end.
+Both record when each fault was met (``met``, wall-clock time like the sandbox's request
+log), so a test can measure from a fault's end.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class PlatformFaults:
         self.app = app
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
-        self.met: list[tuple[float, str]] = []  # (time.monotonic(), operation)
+        self.met: list[tuple[float, str, str]] = []  # (time.time(), operation, request body)
 
     def add(
         self,
@@ -100,7 +101,7 @@ class PlatformFaults:
         if rule is None:
             await self.app(scope, _replay(body), send)
             return
-        self.met.append((time.monotonic(), rule.operation))
+        self.met.append((time.time(), rule.operation, body.decode(errors="replace")))
         if rule.status == 200:
             error = {"message": rule.message, "extensions": {"exception": {"code": "InternalError"}}}
             await _answer(send, 200, {"errors": [error], "data": None})
@@ -116,7 +117,7 @@ class LaggingReads:
         self.app = app
         self._armed: dict[str, int] = {}  # order id -> stale reads still to serve
         self._frozen: dict[str, tuple[Message, bytes]] = {}
-        self.met: list[tuple[float, str]] = []
+        self.met: list[tuple[float, str]] = []  # (time.time(), order id)
 
     def arm(self, order_id: str, count: int = 1) -> None:
         self._armed[order_id] = count
@@ -143,7 +144,7 @@ class LaggingReads:
         self._armed[order_id] -= 1
         if self._armed[order_id] <= 0:
             del self._armed[order_id]
-        self.met.append((time.monotonic(), order_id))
+        self.met.append((time.time(), order_id))
         start, body = frozen
         await send(start)
         await send({"type": "http.response.body", "body": body})
