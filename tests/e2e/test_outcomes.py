@@ -85,6 +85,25 @@ async def test_a_refused_capture_fails_its_parcel_only_and_everything_else_goes_
     assert job is not None and job.state == "needs_attention" and "Parcel 2" in (job.reason or "")
 
 
+async def test_a_refund_the_provider_refuses_is_answered_with_the_reason_and_other_work_goes_on(
+    w: World,
+) -> None:
+    order = await w.new_order(SEED)
+    w.saleor.fulfill(order.id, {order.lines[0]: 1, order.lines[1]: 1})
+    await w.settle()
+    w.fault(Fault.http_error(403, method="POST", path="/refunds$", error_code="REFUND_NOT_ALLOWED"))
+    request_refund(w, order, 0)
+    w.saleor.fulfill(order.id, {order.lines[2]: 1})  # the next parcel ships in the same pass
+    await w.settle()
+
+    transaction = w.saleor.transaction(order.transaction)
+    (failure,) = transaction.of_type("REFUND_FAILURE")
+    assert "REFUND_NOT_ALLOWED" in failure.message and transaction.of_type("REFUND_SUCCESS") == []
+    assert len(transaction.of_type("CHARGE_SUCCESS")) == 2 and len(w.klarna(order).captures) == 2
+    job = await w.store.order_job(1, order.id)
+    assert job is not None and job.state == "needs_attention" and "REFUND_NOT_ALLOWED" in (job.reason or "")
+
+
 async def test_a_report_saleor_refuses_is_kept_as_refused_and_holds_back_no_other(w: World) -> None:
     order = await shipped(w)
     request_refund(w, order, 0)
