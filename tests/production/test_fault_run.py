@@ -15,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from sqlalchemy import select
+
 from adapters.klarna.sandbox import Fault
 from plugin.service.crashpoints import POINTS
+from plugin.store import tables as t
 from tests.e2e.harness import Order, World, world
 from tests.production.processes import KILLED, WorkerProcess, start_worker
 
@@ -42,8 +46,19 @@ CRASHES = [p for p in POINTS if p != "mid-migration"]  # mid-migration: test_cra
 class Tracked:
     order: Order
     cancels: bool  # ships parcel 1 only, then cancels the rest; else ships both and refunds
-    asked: bool = False  # the refund or cancel was requested
-    converged_at: float | None = None
+    shipped_at: float | None = None  # every parcel captured and reported
+    asked_at: float | None = None  # the refund or cancel was requested
+    converged_at: float | None = None  # ... and carried out and reported
+
+    @property
+    def asked(self) -> bool:
+        return self.asked_at is not None
+
+    def settled_after(self, moment: float) -> float | None:
+        """When the work the order had at ``moment`` was done (what a fault then could delay)."""
+        if self.asked_at is None or moment < self.asked_at:
+            return self.shipped_at
+        return self.converged_at
 
 
 @dataclass
@@ -54,7 +69,8 @@ class Supervisor:
     logs: Path
     crashes: list[str] = field(default_factory=lambda: list(CRASHES))
     workers: list[WorkerProcess] = field(default_factory=list)
-    kills: list[tuple[float, str]] = field(default_factory=list)
+    kills: list[tuple[float, str, list[str]]] = field(default_factory=list)
+    """(when, which worker, the orders it held when it died)"""
     started: int = 0
 
     async def start(self) -> WorkerProcess:
@@ -76,8 +92,18 @@ class Supervisor:
             assert worker.returncode == KILLED, (
                 f"{worker.name} exited {worker.returncode}: {worker.log.read_text()[-3000:]}"
             )
-            self.kills.append((time.time(), worker.name))
+            self.kills.append((time.time(), worker.name, await self.held_by(worker)))
             self.workers[index] = await self.start()
+
+    async def held_by(self, worker: WorkerProcess) -> list[str]:
+        """The orders whose lease the dead worker still holds (its id is in its log)."""
+        found = re.search(r"worker (worker-[0-9a-f]+) started", worker.log.read_text())
+        assert found, worker.log.read_text()[-2000:]
+        async with self.w.store.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.orders.c.platform_order_id).where(t.orders.c.lease_owner == found.group(1))
+            )
+            return [str(row[0]) for row in rows]
 
     async def stop(self) -> None:
         for worker in self.workers:
@@ -87,6 +113,7 @@ class Supervisor:
 
 def inject(w: World) -> int:
     """Transient faults only: everything must converge by itself. Returns how many."""
+    scale = max(1, ORDERS // 12)
     sandbox = [
         (Fault.http_error(503, method="POST", path="/captures$"), 4),
         (Fault.lost_response(method="POST", path="/captures$"), 4),
@@ -98,10 +125,10 @@ def inject(w: World) -> int:
         (Fault.http_error(503, method="POST", path="/release-remaining-authorization$"), 2),
     ]
     for fault, count in sandbox:
-        w.fault(fault, count)
-    w.platform_faults.add("TransactionEventReport", count=4)  # a GraphQL error
-    w.platform_faults.add("Order", count=3, status=502)  # Saleor's proxy failing
-    return sum(count for _, count in sandbox) + 7
+        w.fault(fault, count * scale)
+    w.platform_faults.add("TransactionEventReport", count=4 * scale)  # a GraphQL error
+    w.platform_faults.add("Order", count=3 * scale, status=502)  # Saleor's proxy failing
+    return (sum(count for _, count in sandbox) + 7) * scale
 
 
 def converged(w: World, tracked: Tracked) -> bool:
@@ -132,13 +159,15 @@ async def drive(w: World, tracked: list[Tracked]) -> None:
         if item.asked:
             continue
         charges = w.saleor.transaction(order.transaction).of_type("CHARGE_SUCCESS")
-        if item.cancels and len(charges) == 1:
+        if len(charges) != (1 if item.cancels else 2):  # Saleor refunds only what was charged
+            continue
+        item.shipped_at = item.shipped_at or time.time()
+        if item.cancels:
             w.saleor.request_action(order.transaction, "CANCEL")
-            item.asked = True
-        elif not item.cancels and len(charges) == 2:  # Saleor refunds only what was charged
+        else:
             grant = w.saleor.grant_refund(order.id, order.transaction, {order.lines[0]: 1, order.lines[2]: 1})
             w.saleor.request_refund_for_granted_refund(grant)
-            item.asked = True
+        item.asked_at = time.time()
     await w.saleor.deliver_pending()
     await w.saleor.retry_failed()
 
@@ -172,7 +201,7 @@ async def test_fault_run(tmp_path: Path) -> None:
             await supervisor.stop()
 
         assert supervisor.crashes == [], f"crash points never reached: {supervisor.crashes}"
-        assert [name for _, name in supervisor.kills] and len(supervisor.kills) == len(CRASHES)
+        assert len(supervisor.kills) == len(CRASHES) and all(held for _, _, held in supervisor.kills)
         assert w.sandbox.faults.pending() == [] and w.platform_faults.pending() == 0
         report = summary(w, tracked, supervisor, injected, began)
         (tmp_path / "fault-run.json").write_text(json.dumps(report, indent=2))
@@ -201,19 +230,29 @@ def summary(
     expected_refunds = sum(0 if t.cancels else 2 for t in tracked)
     failures = sum(n for (_, kind, _), n in events.items() if kind.endswith("_FAILURE"))
     misallocated = sum(1 for t in tracked for r in w.klarna(t.order).refunds if r.allocated_to is None)
-    # A fault ends when it is met; it may touch the order whose id its request carries (a
-    # kill: every order not converged yet). Convergence of those orders, measured from then.
-    ends: list[tuple[float, list[Tracked]]] = []
+    # A fault ends when it is met and touches the order its request names (a kill: the
+    # orders the dead worker held). From then to when that order's work of the moment was
+    # done (its parcels captured and reported, or its refund or cancel carried out).
+    ends: dict[str, list[tuple[float, list[Tracked]]]] = {"provider": [], "platform": [], "kill": []}
     for record in log:
         if record.fault:
-            ends.append((record.at.timestamp(), [t for t in tracked if t.order.klarna_id in record.path]))
+            touched = [o for o in tracked if o.order.klarna_id in record.path]
+            ends["provider"].append((record.at.timestamp(), touched))
     for at, _, body in w.platform_faults.met:
-        ends.append((at, [t for t in tracked if t.order.id in body or t.order.transaction in body]))
-    for at, _ in supervisor.kills:
-        ends.append((at, [t for t in tracked if t.converged_at is None or t.converged_at > at]))
-    waits = [
-        t.converged_at - at for at, touched in ends for t in touched if t.converged_at and t.converged_at > at
-    ]
+        ends["platform"].append(
+            (at, [o for o in tracked if o.order.id in body or o.order.transaction in body])
+        )
+    for at, _, held in supervisor.kills:
+        ends["kill"].append((at, [o for o in tracked if o.order.id in held]))
+    waits = {
+        kind: [
+            o.converged_at - at
+            for at, touched in found
+            for o in touched
+            if o.converged_at and o.converged_at > at
+        ]
+        for kind, found in ends.items()
+    }
     return {
         "orders": len(tracked),
         "workers": WORKERS,
@@ -224,14 +263,17 @@ def summary(
         "faults_injected": injected + len(supervisor.kills),
         "provider_faults_met": sum(1 for r in log if r.fault),
         "platform_faults_met": len(w.platform_faults.met),
-        "kills": [name for _, name in supervisor.kills],
+        "kills": [name for _, name, _ in supervisor.kills],
         "duplicates": sum(n - 1 for n in executed.values() if n > 1)
         + sum(n - 1 for n in events.values() if n > 1)
         + max(captures - expected_captures, 0)
         + max(refunds - expected_refunds, 0),
         "lost": sum(1 for t in tracked if not converged(w, t)) + failures,
         "misallocated": misallocated,
-        "max_seconds_from_fault_end_to_convergence": round(max(waits, default=0.0), 1),
+        "max_seconds_from_fault_end_to_convergence": round(
+            max(max(v, default=0.0) for v in waits.values()), 1
+        ),
+        "max_seconds_by_fault": {kind: round(max(v, default=0.0), 1) for kind, v in waits.items()},
         "seconds_total": round(max(t.converged_at or 0 for t in tracked) - began, 1),
     }
 
