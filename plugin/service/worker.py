@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from plugin.domain.actions import idempotency_key
+from plugin.domain.actions import CaptureAction, idempotency_key
 from plugin.domain.provider import ProviderOrder
 from plugin.service.crashpoints import crash_point
 from plugin.service.ports import PaymentProvider, Platform, ReportRefused, WorkStore
@@ -236,15 +236,13 @@ class Worker:
             await record(adopted)
         state = await self._fresh(provider, provider_id, result)
         retry = [f"{f.action.key}: {f.reason}" for f in result.transient]
-        answered = {
-            o.key for o in await self.store.outcomes(installation.id, provider_id) if o.status != "started"
-        }
-        for request in (
-            r for r in open_requests if r.kind == "cancel" and f"cancel:{r.request_id}" not in answered
-        ):
-            problem = await self._cancel(request, provider, provider_id, state, result, record)
-            if problem:
-                retry.append(problem)
+        recorded = {o.key: o for o in await self.store.outcomes(installation.id, provider_id)}
+        for request in (r for r in open_requests if r.kind == "cancel"):
+            earlier = recorded.get(f"cancel:{request.request_id}")
+            if earlier is None or earlier.status == "started":
+                problem = await self._cancel(request, provider, provider_id, result, earlier, record)
+                if problem:
+                    retry.append(problem)
 
         outcomes = await self.store.outcomes(installation.id, provider_id)
         composed = compose(
@@ -289,22 +287,33 @@ class Worker:
         request: StoredRequest,
         provider: PaymentProvider,
         provider_id: str,
-        state: ProviderOrder,
         result: SyncResult,
+        earlier: Outcome | None,
         record: Record,
     ) -> str | None:
         """Cancel what is left: the whole order before any capture, else release the rest.
 
-        Carried out with its own idempotency key, even after a crash: the provider replays
-        its first answer, so KOM never guesses what an earlier attempt did. Returns the
-        problem when the order must come back later.
+        Carried out with its own idempotency key, even after a crash (the same call as the
+        intent recorded then): the provider replays its first answer, so KOM never guesses
+        what an earlier attempt did. Worked out from the read before this pass's captures
+        and their recorded amounts, so a re-read lagging behind them changes nothing.
+        Returns the problem when the order must come back later.
         """
         key = f"cancel:{request.request_id}"
         if result.captures_pending:
             return f"{key}: waits until the parcels are captured"
-        kind = "release" if state.captures else "cancel"
-        freed = state.remaining_authorized_amount or requested_cancel(request, state.currency)
-        started = Outcome(key, kind, "started", freed, request_id=request.request_id)
+        before = result.state
+        assert before is not None
+        made = [d.action for d in result.done if isinstance(d.action, CaptureAction)]
+        started = earlier or Outcome(
+            key,
+            "release" if before.captures or made else "cancel",
+            "started",
+            before.remaining_authorized_amount - sum(a.captured_amount for a in made)
+            or requested_cancel(request, before.currency),
+            request_id=request.request_id,
+        )
+        kind = started.kind
         await record(started)
         crash_point("action-started")
         try:
