@@ -137,7 +137,7 @@ class Worker:
             log.warning("order %s: lease lost during the pass; left to its new holder", job.platform_order_id)
             return
         if outcome.retry:
-            await self._retry_later(job, outcome.retry, None, provider_order_id=outcome.provider_order_id)
+            await self._retry_later(job, outcome.retry, None)
             return
         kept = await self.store.finish(
             job,
@@ -161,7 +161,6 @@ class Worker:
         permanent: Permanent | None,
         *,
         exc_info: bool = False,
-        provider_order_id: str | None = None,
     ) -> None:
         give_up = permanent is not None or job.attempts >= self.config.max_attempts
         error = " ".join(dict.fromkeys(errors))
