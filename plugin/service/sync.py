@@ -180,12 +180,12 @@ async def execute(
         if why is not None:
             log.info("order %s: %s waits: %s", provider_order_id, action.key, why, extra=context)
             result.waiting.append((action, why))
-            run.held_back(action, why, transient=run.capture_transient)
+            run.held_back(action, why, "waited")
             continue
         earlier = run.refused.get(outcome_key(action))
         if earlier is not None:
             result.failed.append(Failed(action, earlier.message or "refused", earlier.correlation_id))
-            run.held_back(action, earlier.message or "refused", transient=False, permanent=True)
+            run.held_back(action, earlier.message or "refused", "permanent")
             continue
         await record(outcome_of(action, "started"))
         crash_point("action-started")
@@ -209,7 +209,7 @@ async def execute(
                 reason,
                 extra=context,
             )
-            run.held_back(action, reason, transient=permanent is None, permanent=permanent is not None)
+            run.held_back(action, reason, "transient" if permanent is None else "permanent")
             continue
         crash_point("provider-answered")
         await record(outcome_of(action, "done", provider_id))
@@ -255,16 +255,22 @@ class _Run:
             return "a parcel may still be captured"
         return None
 
-    def held_back(self, action: Action, why: str, *, transient: bool, permanent: bool = False) -> None:
+    def held_back(self, action: Action, why: str, how: str) -> None:
+        """``action`` did not happen: it ``waited``, failed ``transient``ly or ``permanent``ly."""
         if isinstance(action, CaptureAction):
             if self.capture_missing is None:
                 self.capture_missing = f"parcel {action.parcel} was not captured first ({why})"
-            self.capture_transient = self.capture_transient or transient
+            # Later parcels wait on a capture a later pass may still make, or on one that waits itself.
+            self.capture_transient = (
+                self.capture_transient or how == "transient" or (how == "waited" and self.capture_transient)
+            )
         elif isinstance(action, RefundAction) and action.request_id not in self.stopped:
-            if permanent:
+            if how == "permanent":
                 self.stopped[action.request_id] = f"another part of this refund failed ({why})"
-            elif self._started(action.request_id):
-                self.refunds_blocked = f"refund {action.request_id} is only partly sent and goes first"
+            elif how == "transient" or self._started(action.request_id):
+                # A transient failure may have reached the provider (a lost answer): the refund
+                # may be partly sent, and the planner finishes a partly sent refund first.
+                self.refunds_blocked = f"refund {action.request_id} may be partly sent and goes first"
             else:
                 self.stopped[action.request_id] = f"a part of it cannot go yet ({why})"
 

@@ -133,13 +133,30 @@ async def test_a_part_that_must_wait_after_another_part_went_out_holds_back_ever
         "refund:r-both:kom:s:parcel-B"
     ]
     assert [(a.key, why) for a, why in result.waiting] == [
-        ("refund:r-jeans:kom:s:parcel-A", "refund r-both is only partly sent and goes first")
+        ("refund:r-jeans:kom:s:parcel-A", "refund r-both may be partly sent and goes first")
     ]
     again = await sync(sandbox, replace(order, refunds=(SPANNING, JEANS)), klarna_id, recorder)
     assert keys(again.done) == ["refund:r-both:kom:s:parcel-B", "refund:r-jeans:kom:s:parcel-A"]
     ledger = await sandbox.ledger(klarna_id)
     refunds = ledger["refunds"]
     assert isinstance(refunds, list) and all(r["allocated"] for r in refunds)
+
+
+async def test_a_refund_whose_answer_was_lost_holds_back_the_next_refund(sandbox: Sandbox) -> None:
+    """A lost answer may mean the refund was made: it counts as possibly partly sent."""
+    order = seed_order()
+    klarna_id = await sandbox.new_order(order)
+    recorder = Recorder()
+    await sync(sandbox, order, klarna_id, recorder)
+    sandbox.state.faults.add(Fault.lost_response(method="POST", path="/refunds$"))
+
+    result = await sync(sandbox, replace(order, refunds=(SPANNING, JEANS)), klarna_id, recorder)
+
+    assert keys(result.transient) == ["refund:r-both:kom:s:parcel-A"] and result.done == []
+    assert [why for _, why in result.waiting] == ["refund r-both may be partly sent and goes first"] * 2
+    again = await sync(sandbox, replace(order, refunds=(SPANNING, JEANS)), klarna_id, recorder)
+    assert keys(again.done) == ["refund:r-both:kom:s:parcel-B", "refund:r-jeans:kom:s:parcel-A"]
+    assert again.in_sync and len(sandbox.state.get(klarna_id).refunds) == 3
 
 
 async def test_409_same_key_in_flight_is_transient(sandbox: Sandbox) -> None:
