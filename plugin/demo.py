@@ -152,8 +152,51 @@ async def _print_refunds(
     return all_allocated
 
 
+def two_shirts_order() -> Order:
+    """The same item in two parcels: one T-shirt (with jeans) in parcel A, one alone in parcel B."""
+    return Order(
+        id="demo-1003",
+        number="1003",
+        currency="EUR",
+        lines=(
+            _line("line-tshirt", "TSHIRT-M-BLUE", "T-shirt", 2, 3000),
+            _line("line-jeans", "JEANS-32-32", "Jeans", 1, 7000),
+        ),
+        shipments=(
+            Shipment(
+                "parcel-A",
+                _T0,
+                (ShipmentLine("line-tshirt", 1), ShipmentLine("line-jeans", 1)),
+                Tracking("PostNord", "PN-1003-A"),
+            ),
+            Shipment(
+                "parcel-B",
+                _T0 + timedelta(days=1),
+                (ShipmentLine("line-tshirt", 1),),
+                Tracking("DHL", "DHL-78"),
+            ),
+        ),
+    )
+
+
+def _return_parcel(order: Order, shipment_id: str) -> Order:
+    """What the platform shows after every unit of one parcel came back (Saleor drops the parcel)."""
+    gone = next(s for s in order.shipments if s.id == shipment_id)
+    return replace(
+        order,
+        shipments=tuple(s for s in order.shipments if s.id != shipment_id),
+        returned=(*order.returned, *gone.lines),
+    )
+
+
 async def _scenario(
-    out: _Printer, http: httpx.AsyncClient, base_url: str, title: str, order: Order, returns: RefundRequest
+    out: _Printer,
+    http: httpx.AsyncClient,
+    base_url: str,
+    title: str,
+    order: Order,
+    returns: RefundRequest,
+    returned_parcel: str | None = None,
 ) -> bool:
     client = OrderManagementClient(base_url=base_url, api_key=DEMO_API_KEY, http_client=http)
     provider = KlarnaProvider(client)
@@ -164,6 +207,8 @@ async def _scenario(
     state = await client.get_order(klarna_id)
     _print_invoices(out, state, order.currency)
 
+    if returned_parcel is not None:
+        order = _return_parcel(order, returned_parcel)
     order = replace(order, refunds=(returns,))
     out.heading(f"{title}: {returns.reason}")
     result = await sync_order(order, klarna_id, provider)
@@ -222,7 +267,37 @@ async def _through_saleor(out: _Printer) -> bool | None:
             print(f"  Saleor order #{order.number}, transaction events KOM reported:")
             out.table(rows, ["event", "pspReference", "amount", "message"])
             ledger = await w.ledger(order)
-            return all(entry["allocated"] for entry in ledger["refunds"]) and len(ledger["refunds"]) == 2
+            ok = all(entry["allocated"] for entry in ledger["refunds"]) and len(ledger["refunds"]) == 2
+
+            # The same item in two parcels; the shopper sends back the T-shirt of parcel 2.
+            two = await w.new_order([(*lines[0][:2], 2, *lines[0][3:]), lines[1]])
+            w.saleor.fulfill(two.id, {two.lines[0]: 1, two.lines[1]: 1}, tracking_number="PN-1004-A")
+            await w.settle()
+            second = w.saleor.fulfill(two.id, {two.lines[0]: 1}, tracking_number="DHL-79")
+            await w.settle()
+            w.saleor.return_products(two.id, {second.line_ids[two.lines[0]]: 1})
+            grant = w.saleor.grant_refund(two.id, two.transaction, {two.lines[0]: 1})
+            w.saleor.request_refund_for_granted_refund(grant)
+            await w.settle()
+            invoices = {c.capture_id: c.klarna_reference for c in w.klarna(two).captures}
+            booked = [entry for entry in (await w.ledger(two))["refunds"]]
+            print(
+                f"\n  Saleor order #{two.number}: two T-shirts shipped in two parcels "
+                f"(invoices {', '.join(invoices.values())}); the T-shirt of parcel 2 came back"
+            )
+            out.table(
+                [
+                    [
+                        entry["refund_id"][:36],
+                        format_money(entry["refunded_amount"], "EUR"),
+                        invoices.get(entry["capture_id"] or "", "NOT ALLOCATED"),
+                    ]
+                    for entry in booked
+                ],
+                ["refund", "amount", "booked on invoice"],
+            )
+            second_invoice = list(invoices)[1]
+            return ok and [entry["capture_id"] for entry in booked] == [second_invoice]
 
 
 async def run_demo(color: bool = True) -> int:
@@ -258,6 +333,20 @@ async def run_demo(color: bool = True) -> int:
                     include_shipping=True,
                     reason="Return spanning both parcels, shipping refunded",
                 ),
+            )
+            ok &= await _scenario(
+                out,
+                http,
+                base_url,
+                "Same item in two parcels",
+                two_shirts_order(),
+                RefundRequest(
+                    "refund-3",
+                    _T0 + timedelta(days=5),
+                    (RefundLine("line-tshirt", 1),),
+                    reason="The T-shirt of parcel B comes back (the platform does not say which one)",
+                ),
+                returned_parcel="parcel-B",
             )
     through_saleor = await _through_saleor(out)
     ok &= through_saleor is not False

@@ -2,7 +2,8 @@
 
 gql executes the documents in ``graphql/`` over ``HTTPXAsyncTransport``, on the shared
 ``httpx.AsyncClient`` of the process (see ``_SharedClientTransport``). JSON numbers are
-parsed as ``Decimal`` so amounts reach ``to_minor`` exactly.
+parsed as ``Decimal`` so amounts reach ``to_minor`` exactly: never through float, where
+``90071992547409.93`` would become ``…09.94`` and ``19.999999999999999`` a round 20.
 
 Every failure is a ``SaleorError``: GraphQL errors, HTTP errors, timeouts, unusable
 answers. Its message never contains the token: the token is only ever put in the
@@ -63,7 +64,16 @@ def document(name: str) -> str:
     return (_DOCUMENTS / f"{name}.graphql").read_text(encoding="utf-8")
 
 
-_decode = functools.partial(json.loads, parse_float=Decimal)
+def _decode(text: str | bytes) -> Any:
+    """Saleor's JSON, numbers with a fraction or exponent as ``Decimal`` (never float).
+
+    ``NaN`` and ``Infinity``, which Python's json would accept, are not JSON: refused.
+    """
+    return json.loads(text, parse_float=Decimal, parse_constant=_not_json)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class _SharedClientTransport(HTTPXAsyncTransport):

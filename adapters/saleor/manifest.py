@@ -93,6 +93,7 @@ WEBHOOKS: dict[str, WebhookSpec] = {
         WebhookSpec("fulfillment-created", "FULFILLMENT_CREATED", sync=False),
         WebhookSpec("fulfillment-approved", "FULFILLMENT_APPROVED", sync=False),
         WebhookSpec("fulfillment-canceled", "FULFILLMENT_CANCELED", sync=False),
+        WebhookSpec("order-cancelled", "ORDER_CANCELLED", sync=False),
         WebhookSpec("transaction-charge-requested", "TRANSACTION_CHARGE_REQUESTED", sync=True),
         WebhookSpec("transaction-refund-requested", "TRANSACTION_REFUND_REQUESTED", sync=True),
         WebhookSpec("transaction-cancelation-requested", "TRANSACTION_CANCELATION_REQUESTED", sync=True),

@@ -3,6 +3,14 @@
 A webhook request only: caps the body, verifies the JWS over the raw bytes against the
 installation's keys, checks event and recipient, records what must be done durably, and
 answers. The worker does everything slow. Nothing unverified is stored or acted on.
+
+Transaction requests are sync: Saleor reads the JSON of any answer below 500 as the
+outcome, and after a 5xx retries with an *empty* body (3.23.28) that nobody can act on. So
+every refusal of one — malformed, unverifiable, addressed elsewhere — is a 4xx whose body
+is the action's ``*_FAILURE`` with the reason, which the merchant then sees in Saleor.
+
+The app factory (plugin/web/app.py) hands in what the endpoints need as
+``app.state.services`` (``SaleorServices``); this module does not know the composition root.
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ import logging
 import re
 import socket
 from datetime import timedelta
-from typing import Any
+from typing import Protocol
 from urllib.parse import urlsplit
 
+import httpx
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,20 +37,18 @@ from adapters.saleor.payloads import (
     AppDeleted,
     EmptyPayload,
     Event,
-    FulfillmentEvent,
+    OrderEvent,
     PayloadError,
     TransactionChargeRequested,
-    TransactionRefundRequested,
     TransactionRequest,
     parse_payload,
-    refund_request_from,
 )
+from adapters.saleor.requests import read_request
 from adapters.saleor.snapshot import created_by_kom
 from plugin import __version__
-from plugin.composition import Services
-from plugin.service.records import Installation
-from plugin.service.requests import refund_to_json
-from plugin.settings import DEFAULT_ALLOWED_SALEOR_URLS
+from plugin.service.records import Installation, RequestConflict
+from plugin.settings import DEFAULT_ALLOWED_SALEOR_URLS, Settings
+from plugin.store.store import Store
 from plugin.web.body import read_capped
 
 log = logging.getLogger("kom.saleor")
@@ -57,8 +64,21 @@ def saleor_routes() -> list[Route]:
     ]
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
+class SaleorServices(Protocol):
+    """What the Saleor endpoints need, created once per process by the app factory."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+
+def _services(request: Request) -> SaleorServices:
+    services: SaleorServices = request.app.state.services
     return services
 
 
@@ -138,6 +158,18 @@ async def webhook(request: Request) -> Response:
     spec = WEBHOOKS.get(request.path_params["name"])
     if spec is None:
         raise HTTPException(404, "No such webhook.")
+    try:
+        return await _webhook(request, spec, services)
+    except HTTPException as exc:
+        if not spec.sync:
+            raise
+        # Never >= 500 for a transaction request: Saleor's retry of it would come empty.
+        # (Only signature checks answer 5xx: "cannot verify it now" is a 401 here.)
+        status = exc.status_code if exc.status_code < 500 else 401
+        return _refusal(spec, status, exc.detail)
+
+
+async def _webhook(request: Request, spec: WebhookSpec, services: SaleorServices) -> Response:
     body = await read_capped(request)
     installation = await _installation(request, services)
     event = request.headers.get("saleor-event", "")
@@ -153,7 +185,8 @@ async def webhook(request: Request) -> Response:
         )
         return _empty_retry_answer(spec)
     except PayloadError as exc:
-        raise HTTPException(400, str(exc)) from exc
+        log.warning("%s for %s refused: %s", spec.name, installation.api_url, exc)
+        raise HTTPException(400, f"KOM cannot act on this request: {exc}") from exc
     if payload.recipient is not None and payload.recipient.id != installation.app_id:
         raise HTTPException(403, "The payload is addressed to another app.")
     if payload.errors:
@@ -161,7 +194,18 @@ async def webhook(request: Request) -> Response:
     return await _handle(spec, payload, installation, services)
 
 
-async def _installation(request: Request, services: Services) -> Installation:
+def _refusal(spec: WebhookSpec, status: int, reason: str) -> Response:
+    """A refused transaction request: its action's failure with the reason, which Saleor records.
+
+    ``error`` repeats the reason in the shape of KOM's other refusals; Saleor ignores keys
+    it does not know (its response models keep pydantic's default, extra="ignore").
+    """
+    _, failure = responses.RESULTS[spec.event]
+    body = responses.result(failure, amount=None, message=reason)
+    return JSONResponse({**body, "error": reason}, status_code=status)
+
+
+async def _installation(request: Request, services: SaleorServices) -> Installation:
     api_url = request.headers.get("saleor-api-url", "").strip()
     installation = await services.store.installation_by_url(api_url) if api_url else None
     if installation is None:
@@ -169,7 +213,9 @@ async def _installation(request: Request, services: Services) -> Installation:
     return installation
 
 
-async def _verify(request: Request, services: Services, installation: Installation, body: bytes) -> None:
+async def _verify(
+    request: Request, services: SaleorServices, installation: Installation, body: bytes
+) -> None:
     signature = request.headers.get("saleor-signature", "")
     if not signature:
         raise HTTPException(401, "Missing Saleor-Signature.")
@@ -182,8 +228,11 @@ async def _verify(request: Request, services: Services, installation: Installati
         raise HTTPException(401, f"Bad signature: {exc}") from exc
     if services.store.clock() - installation.jwks_fetched_at < JWKS_REFETCH_INTERVAL:
         # 503, not 401: if Saleor really rotated its key, its retry (after 10 s, 20 s, ...)
-        # arrives once KOM may fetch the keys again, and nothing is lost.
-        raise HTTPException(503, "Unknown signing key; KOM fetched Saleor's keys moments ago. Retry later.")
+        # arrives once KOM may fetch the keys again, and nothing is lost. (Not for the sync
+        # transaction requests, whose retry comes empty: ``webhook`` answers those 401.)
+        raise HTTPException(
+            503, "Unknown signing key; KOM fetched Saleor's keys moments ago. Retry in a minute."
+        )
     try:
         fresh = await SaleorClient(installation.api_url, installation.token, services.http).fetch_jwks()
     except SaleorError as exc:
@@ -200,17 +249,18 @@ def _empty_retry_answer(spec: WebhookSpec) -> Response:
         return JSONResponse({})
     _, failure = responses.RESULTS[spec.event]
     message = (
-        "Saleor re-sent this request without its content (a known Saleor retry bug), so KOM cannot tell "
-        "which request it was. If the first attempt did not go through, request it again."
+        "This request arrived without its content (Saleor re-sends a request that way after a "
+        "failed attempt), so KOM cannot tell which request it is and did nothing for it. "
+        "If the first attempt did not go through, request it again."
     )
     return JSONResponse(responses.result(failure, amount=None, message=message))
 
 
 async def _handle(
-    spec: WebhookSpec, payload: Event, installation: Installation, services: Services
+    spec: WebhookSpec, payload: Event, installation: Installation, services: SaleorServices
 ) -> Response:
     store = services.store
-    if isinstance(payload, FulfillmentEvent):
+    if isinstance(payload, OrderEvent):
         if payload.order is None:
             raise HTTPException(400, "The payload has no order.")
         await store.touch_order(installation.id, payload.order.id, number=payload.order.number)
@@ -224,23 +274,26 @@ async def _handle(
 
 
 async def _transaction_request(
-    spec: WebhookSpec, payload: TransactionRequest, installation: Installation, services: Services
+    spec: WebhookSpec, payload: TransactionRequest, installation: Installation, services: SaleorServices
 ) -> Response:
     _, failure = responses.RESULTS[spec.event]
     transaction = payload.transaction
     creator = transaction.created_by if transaction else None
     # Saleor sends transaction requests only to the owning app; a creator that is clearly
     # another app (neither this App id nor KOM's identifier) is refused all the same.
-    foreign = creator is not None and not created_by_kom(
+    if creator is not None and not created_by_kom(
         {"__typename": creator.typename or "App", "id": creator.id, "identifier": creator.identifier},
         installation.app_id,
-    )
-    if transaction is None or transaction.order is None or foreign:
+    ):
         message = "KOM manages only the payments it owns; this transaction belongs to another app."
         return JSONResponse(responses.result(failure, amount=None, message=message))
-    order_id = transaction.order.id
-    kind, request_id, body = _request(payload)
-    settings = await services.store.settings_for(installation.id, _channel(transaction))
+    try:
+        request = read_request(spec.event, payload)
+    except PayloadError as exc:
+        log.warning("%s for %s refused: %s", spec.name, installation.api_url, exc)
+        return _refusal(spec, 400, f"KOM cannot act on this request: {exc}")
+    store = services.store
+    settings = await store.settings_for(installation.id, _channel(payload))
     if isinstance(payload, TransactionChargeRequested) and (
         settings is None or settings.capture_mode == "on_fulfillment"
     ):
@@ -248,37 +301,28 @@ async def _transaction_request(
             "KOM captures each parcel as its own invoice when you fulfil it; fulfilled parcels are "
             "captured already, so there is nothing to capture by hand."
         )
-        await services.store.touch_order(installation.id, order_id, number=transaction.order.number)
+        await store.touch_order(installation.id, request.order_id, number=request.order_number)
         return JSONResponse(responses.result(failure, amount=None, message=message))
-    psp_reference = f"kom-{kind}:{request_id}"
-    recorded = await services.store.record_request(
-        installation_id=installation.id,
-        platform_order_id=order_id,
-        kind=kind,
-        request_id=request_id,
-        psp_reference=psp_reference,
-        transaction_id=transaction.id,
-        body=body,
-        created_at=payload.issued_at or services.store.clock(),
-    )
-    await services.store.touch_order(installation.id, order_id, number=transaction.order.number)
-    log.info("%s recorded for order %s as %s", spec.name, order_id, recorded.psp_reference)
+    try:
+        recorded = await store.record_request(
+            installation_id=installation.id,
+            platform_order_id=request.order_id,
+            kind=request.kind,
+            request_id=request.request_id,
+            psp_reference=request.psp_reference,
+            transaction_id=request.transaction_id,
+            body=request.body,
+            created_at=request.issued_at,
+        )
+    except RequestConflict as exc:
+        log.warning("%s for %s refused: %s", spec.name, installation.api_url, exc)
+        return _refusal(spec, 409, str(exc))
+    await store.touch_order(installation.id, request.order_id, number=request.order_number)
+    log.info("%s recorded for order %s as %s", spec.name, request.order_id, recorded.psp_reference)
     # The outcome follows through transactionEventReport with this same pspReference.
     return JSONResponse(responses.pending(recorded.psp_reference))
 
 
-def _channel(transaction: Any) -> str | None:
-    order = transaction.order
+def _channel(payload: TransactionRequest) -> str | None:
+    order = payload.transaction.order if payload.transaction else None
     return order.channel.slug if order is not None and order.channel is not None else None
-
-
-def _request(payload: TransactionRequest) -> tuple[str, str, dict[str, Any]]:
-    """(kind, request id, body to record) of a transaction request."""
-    if isinstance(payload, TransactionRefundRequested):
-        refund = refund_request_from(payload)
-        return "refund", refund.id, refund_to_json(refund)
-    kind = "charge" if isinstance(payload, TransactionChargeRequested) else "cancel"
-    assert payload.transaction is not None
-    issued = payload.issued_at.isoformat() if payload.issued_at else ""
-    request_id = f"{payload.transaction.id}:{issued}:{payload.action.amount}"
-    return kind, request_id, {"amount": str(payload.action.amount), "currency": payload.action.currency}

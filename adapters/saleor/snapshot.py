@@ -9,9 +9,17 @@ Mapping decisions, each forced by how Saleor models orders:
   is produced. Saleor computes ``unitPrice = totalPrice / quantity`` and rounds, so
   ``unit_price * quantity`` can fall a cent short of the total; the unit price is then
   raised to the total divided by the quantity, rounded up, so the discount is never negative.
-- Shipments: only ``FULFILLED`` fulfillments. WAITING_FOR_APPROVAL has not shipped;
-  CANCELED never will; RETURNED / REFUNDED / REPLACED / REFUNDED_AND_RETURNED are the
-  *returned* units, which Saleor moves out of the original fulfillment into a new one.
+- Shipments: only ``FULFILLED`` fulfillments, holding what they still hold.
+  WAITING_FOR_APPROVAL has not shipped; CANCELED ones are listed as cancelled shipments
+  (their goods never left); RETURNED / REPLACED / REFUNDED_AND_RETURNED hold the *returned*
+  units, which Saleor moves out of the original fulfillment into a new one (deleting an
+  original left empty) without saying where they came from — the planner works that out
+  from what each capture holds (plugin/domain/origins.py). REFUNDED (the legacy refund of
+  products without a return) is neither.
+- The order status CANCELED marks the order cancelled.
+- Gift cards: what each spent on this order (``oldCurrentBalance - currentBalance`` of its
+  USED_IN_ORDER events); payments by other apps (their authorized + charged amounts) paid
+  part of the order outside Klarna too. Both become ``GiftCardPayment``s.
 - Refunds stay empty: KOM keeps the refund requests it received itself (Saleor has no
   webhook for grants and its grant amounts are capped silently, see payloads.py).
 - KOM's transaction is the one ``createdBy`` KOM's app (this installation's App id, or the
@@ -29,11 +37,22 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from plugin.domain.money import MoneyError, to_minor
-from plugin.domain.snapshot import LineType, Order, OrderLine, Shipment, ShipmentLine, Shipping, Tracking
+from plugin.domain.snapshot import (
+    GiftCardPayment,
+    LineType,
+    Order,
+    OrderLine,
+    Shipment,
+    ShipmentLine,
+    Shipping,
+    Tracking,
+)
 
 __all__ = ["SaleorOrder", "SnapshotError", "order_snapshot"]
 
 _SHIPPED = "FULFILLED"
+_CANCELLED = "CANCELED"
+_CAME_BACK = frozenset({"RETURNED", "REPLACED", "REFUNDED_AND_RETURNED"})
 
 
 class SnapshotError(ValueError):
@@ -74,12 +93,20 @@ def order_snapshot(order: dict[str, Any], *, app_id: str) -> SaleorOrder:
     currency = _currency(order, where)
     lines = tuple(_line(raw, currency, where) for raw in _list(order, "lines", where))
     known = {line.id for line in lines}
+    fulfillments = [_dict(raw, where) for raw in _list(order, "fulfillments", where)]
     shipments = tuple(
         shipment
-        for raw in _list(order, "fulfillments", where)
-        if _dict(raw, where).get("status") == _SHIPPED
+        for raw in fulfillments
+        if raw.get("status") == _SHIPPED
         for shipment in [_shipment(raw, known, where)]
         if shipment.lines
+    )
+    cancelled = tuple(_shipment(raw, known, where) for raw in fulfillments if raw.get("status") == _CANCELLED)
+    returned = tuple(
+        item
+        for raw in fulfillments
+        if raw.get("status") in _CAME_BACK
+        for item in _shipment(raw, known, where).lines
     )
     transaction = _own_transaction(order, app_id, where)
     charged = 0
@@ -94,7 +121,11 @@ def order_snapshot(order: dict[str, Any], *, app_id: str) -> SaleorOrder:
             lines=lines,
             number=None if number is None else str(number),
             shipping=_shipping(order, currency, where),
+            gift_cards=_gift_cards(order, transaction, currency, where),
             shipments=shipments,
+            returned=returned,
+            cancelled_shipments=cancelled,
+            cancelled=order.get("status") == _CANCELLED,
         ),
         channel=channel.get("slug") if isinstance(channel, dict) else None,
         transaction_id=None if transaction is None else _text(transaction, "id", where),
@@ -177,6 +208,42 @@ def _shipment(raw: object, known: set[str], where: str) -> Shipment:
         tracking=Tracking(number=str(tracking)) if tracking else None,
         number=None if order_number is None else str(order_number),
     )
+
+
+def _gift_cards(
+    order: dict[str, Any], own: dict[str, Any] | None, currency: str, where: str
+) -> tuple[GiftCardPayment, ...]:
+    """What gift cards and other apps' payments paid of this order, outside Klarna."""
+    order_id = order.get("id")
+    paid: list[GiftCardPayment] = []
+    for raw in _list(order, "giftCards", where):
+        card = _dict(raw, where)
+        card_id = _text(card, "id", where)
+        spent = 0
+        for event in _list(card, "events", f"{where} gift card {card_id}"):
+            event = _dict(event, where)
+            if event.get("type") != "USED_IN_ORDER" or event.get("orderId") not in (None, order_id):
+                continue
+            balance = _dict(event.get("balance"), f"{where} gift card {card_id} balance")
+            what = f"{where} gift card {card_id} balance"
+            before = _amount(balance.get("oldCurrentBalance"), currency, what)
+            after = _amount(balance.get("currentBalance"), currency, what)
+            spent += max(0, before - after)
+        if spent:
+            paid.append(GiftCardPayment(card_id, spent, code=card.get("last4CodeChars") or None))
+    for raw in order.get("transactions") or ():
+        transaction = _dict(raw, where)
+        if own is not None and transaction.get("id") == own.get("id"):
+            continue
+        what = f"{where} transaction {transaction.get('id')}"
+        amount = sum(
+            _amount(transaction[field], currency, what)
+            for field in ("authorizedAmount", "chargedAmount")
+            if transaction.get(field) is not None
+        )
+        if amount:
+            paid.append(GiftCardPayment(_text(transaction, "id", where), amount))
+    return tuple(paid)
 
 
 def _own_transaction(order: dict[str, Any], app_id: str, where: str) -> dict[str, Any] | None:

@@ -114,6 +114,10 @@ class RefusalCode(StrEnum):
     UNMATCHED_CAPTURE_LINE = "unmatched_capture_line"
     INVALID_LINE = "invalid_line"
     PARTLY_SENT = "partly_sent"
+    TOO_MANY_LINES = "too_many_lines"
+    NEVER_CHARGED = "never_charged"
+    SHIPPING_NOT_CAPTURED = "shipping_not_captured"
+    GRANT_CAPPED = "grant_capped"
 
 
 @dataclass(frozen=True)
@@ -130,3 +134,5 @@ class Refusal:
 class Plan:
     actions: tuple[Action, ...] = ()
     refusals: tuple[Refusal, ...] = ()
+    settled: tuple[str, ...] = ()
+    """Refund requests that need no provider refund at all (only goods worth nothing)."""

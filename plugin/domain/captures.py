@@ -15,9 +15,17 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from plugin.domain.actions import CaptureAction, PlannedLine, Refusal, RefusalCode, idempotency_key
+from plugin.domain.actions import (
+    CaptureAction,
+    PlannedLine,
+    Refusal,
+    RefusalCode,
+    ShippingInfoAction,
+    idempotency_key,
+)
 from plugin.domain.ledger import Ledger
 from plugin.domain.lines import as_provider_line, part_tax, planned_line, value_of_next_units
+from plugin.domain.origins import Whereabouts
 from plugin.domain.policy import Policy, ShippingFeePolicy
 from plugin.domain.provider import ProviderCapture, ProviderLine
 from plugin.domain.references import (
@@ -29,6 +37,9 @@ from plugin.domain.references import (
 )
 from plugin.domain.rounding import div_round
 from plugin.domain.snapshot import LineType, Order, OrderLine, Shipment
+
+MAX_ORDER_LINES = 1000
+"""Klarna takes at most 1,000 ``order_lines`` per capture or refund."""
 
 
 @dataclass
@@ -97,8 +108,13 @@ def plan_captures(
     tokens: dict[str, str],
     ledger: Ledger,
     policy: Policy,
-) -> tuple[list[CaptureAction], list[Refusal]]:
-    """Capture actions for uncaptured shipments, in shipment order; adds them to ``ledger``."""
+    where: Whereabouts,
+) -> tuple[list[CaptureAction], list[ShippingInfoAction], list[Refusal]]:
+    """Capture actions for uncaptured shipments, in shipment order; adds them to ``ledger``.
+
+    Units an earlier capture already paid for (``where.covered``) are not captured again; the
+    shipment's tracking is added to that capture instead.
+    """
     book = CaptureBook()
     for capture in captures:
         for recorded in capture.lines:
@@ -107,22 +123,23 @@ def plan_captures(
     actions: list[CaptureAction] = []
     refusals: list[Refusal] = []
     if not policy.capture_shipments:
-        return actions, refusals
+        return actions, [], refusals
     gift_total = sum(g.amount for g in order.gift_cards)
     uncaptured = [
         s for s in sorted(order.shipments, key=lambda s: (s.created_at, s.id))
         if capture_reference(s.id) not in captured_refs
     ]  # fmt: skip
-    completing = _completing_shipment(order, book, tokens, uncaptured)
+    infos = _tracking_for_covering_captures(order, captures, ledger, where, provider_order_id)
+    completing = _completing_shipment(order, book, tokens, uncaptured, where)
     for shipment in uncaptured:
         reference = capture_reference(shipment.id)
         parcel = len(ledger.captures) + 1
         trial = copy.deepcopy(book)  # becomes the book only if this parcel is captured
         lines: list[PlannedLine] = []
         problem: str | None = None
-        shipped: dict[str, int] = {}
-        for item in shipment.lines:
-            shipped[item.line_id] = shipped.get(item.line_id, 0) + item.quantity
+        shipped = _uncovered_units(shipment, tokens, where)
+        if not shipped:
+            continue  # all of it was paid for by an earlier capture
         for line_id, units in shipped.items():
             line = order.line(line_id)
             if line is None:
@@ -132,7 +149,8 @@ def plan_captures(
             if units <= 0 or done.quantity + units > line.quantity:
                 problem = (
                     f"it ships {units} × {line.name} but only {line.quantity - done.quantity} "
-                    "are left uncaptured"
+                    "are left uncaptured (units captured before and refunded cannot be captured "
+                    "again: the authorization for them is used up)"
                 )
                 break
             lines.append(_goods_line(line, tokens[line_id], parcel, units, done))
@@ -143,10 +161,27 @@ def plan_captures(
         for planned in lines:
             trial.add(planned)
         lines.extend(_shipping_line(order, trial, parcel, policy, shipment is completing))
-        lines.extend(_gift_card_line(order, trial, tokens, parcel, gift_total))
+        before_gift = sum(line.total_amount for line in lines)
+        units = sum(line.quantity for line in lines if line.type != LineType.SHIPPING_FEE)
+        lines.extend(
+            _gift_card_line(
+                order, trial, tokens, parcel, gift_total, before_gift, units, remaining_authorized
+            )
+        )
         amount = sum(line.total_amount for line in lines)
         if amount <= 0:
             continue  # nothing for Klarna to capture (e.g. fully paid by gift card)
+        if len(lines) > MAX_ORDER_LINES:
+            refusals.append(
+                Refusal(
+                    "shipment",
+                    shipment.id,
+                    RefusalCode.TOO_MANY_LINES,
+                    f"Parcel not captured: it has {len(lines)} lines and Klarna takes at most "
+                    f"{MAX_ORDER_LINES} per capture; split it into parcels of at most that many lines.",
+                )
+            )
+            continue
         if amount > remaining_authorized:
             refusals.append(
                 Refusal(
@@ -173,25 +208,82 @@ def plan_captures(
         )
         actions.append(action)
         ledger.add_capture(as_provider_capture(action))
-    return actions, refusals
+    return actions, infos, refusals
+
+
+def _uncovered_units(shipment: Shipment, tokens: dict[str, str], where: Whereabouts) -> dict[str, int]:
+    """Units of each line the shipment holds that no earlier capture paid for."""
+    covered = where.covered_units(shipment.id)
+    shipped: dict[str, int] = {}
+    for item in shipment.lines:
+        shipped[item.line_id] = shipped.get(item.line_id, 0) + item.quantity
+    for line_id in list(shipped):
+        token = tokens.get(line_id)
+        take = min(shipped[line_id], covered.get(token, 0)) if token is not None else 0
+        if token is not None and take:
+            covered[token] -= take
+        shipped[line_id] -= take
+        if shipped[line_id] == 0:
+            del shipped[line_id]
+    return shipped
+
+
+def _tracking_for_covering_captures(
+    order: Order,
+    captures: tuple[ProviderCapture, ...],
+    ledger: Ledger,
+    where: Whereabouts,
+    provider_order_id: str,
+) -> list[ShippingInfoAction]:
+    """A re-sent parcel's tracking, added to the capture that paid for its goods."""
+    by_key = {c.reference: c for c in captures if c.reference}
+    parcels = {c.key: c.parcel for c in ledger.captures}
+    infos: list[ShippingInfoAction] = []
+    for shipment in sorted(order.shipments, key=lambda s: (s.created_at, s.id)):
+        number = shipment.tracking.number if shipment.tracking else None
+        if shipment.tracking is None or not number:
+            continue
+        for key in dict.fromkeys(cover.capture_key for cover in where.covered.get(shipment.id, ())):
+            capture = by_key.get(key)
+            if capture is None or number in capture.tracking_numbers:
+                continue
+            action_key = f"shipping-info:{shipment.id}:{capture.capture_id}"
+            infos.append(
+                ShippingInfoAction(
+                    key=action_key,
+                    idempotency_key=idempotency_key(provider_order_id, action_key),
+                    shipment_id=shipment.id,
+                    capture=capture.capture_id,
+                    parcel=parcels.get(key, 0),
+                    tracking=shipment.tracking,
+                )
+            )
+    return infos
 
 
 def _completing_shipment(
-    order: Order, book: CaptureBook, tokens: dict[str, str], uncaptured: list[Shipment]
+    order: Order, book: CaptureBook, tokens: dict[str, str], uncaptured: list[Shipment], where: Whereabouts
 ) -> Shipment | None:
     """The last uncaptured shipment, if with it every unit of the order has shipped.
 
     Counted as captured units plus the units of uncaptured shipments, so a shipment the
-    platform dropped after it was captured (Saleor does, on returns) still counts.
+    platform dropped after it was captured (Saleor does, on returns) still counts; so do
+    units that came back before their parcel was captured (they shipped, once).
     """
     pending: dict[str, int] = {}
+    last: Shipment | None = None
     for shipment in uncaptured:
-        for item in shipment.lines:
-            pending[item.line_id] = pending.get(item.line_id, 0) + item.quantity
+        for line_id, units in _uncovered_units(shipment, tokens, where).items():
+            pending[line_id] = pending.get(line_id, 0) + units
+            last = shipment
     complete = all(
-        book.get(tokens[line.id]).quantity + pending.get(line.id, 0) >= line.quantity for line in order.lines
+        book.get(tokens[line.id]).quantity
+        + pending.get(line.id, 0)
+        + where.returned_uncaptured.get(tokens[line.id], 0)
+        >= line.quantity
+        for line in order.lines
     )
-    return uncaptured[-1] if uncaptured and complete else None
+    return last if complete else None
 
 
 def _shipping_line(
@@ -217,14 +309,33 @@ def _shipping_line(
 
 
 def _gift_card_line(
-    order: Order, book: CaptureBook, tokens: dict[str, str], parcel: int, gift_total: int
+    order: Order,
+    book: CaptureBook,
+    tokens: dict[str, str],
+    parcel: int,
+    gift_total: int,
+    worth: int,
+    units: int,
+    remaining_authorized: int,
 ) -> list[PlannedLine]:
+    """The parcel's share of gift cards: in proportion to goods value, within two bounds.
+
+    At least what keeps the capture within the authorization left (the gift cards paid the
+    rest), and short of the whole parcel while authorization is left, so no parcel is
+    worth nothing on the provider (a parcel that cannot be captured cannot record its share).
+    Its quantity is the parcel's units, so each return takes back its units' share without
+    refunding more gift-card units than the capture holds.
+    """
     if gift_total == 0:
         return []
     done, total = _goods_value(order, book, tokens)
     target = gift_total if done >= total else min(gift_total, div_round(gift_total * done, total))
     applied = -book.get(GIFT_CARD_TOKEN).amount
-    share = target - applied
+    gift_left = gift_total - applied
+    share = max(target - applied, worth - remaining_authorized)
+    if remaining_authorized > 0:
+        share = min(share, worth - 1)
+    share = min(share, gift_left)
     if share <= 0:
         return []
     store_credit = all(g.store_credit for g in order.gift_cards)
@@ -232,8 +343,8 @@ def _gift_card_line(
         reference=line_reference(GIFT_CARD_TOKEN, parcel),
         name="Store credit" if store_credit else "Gift card",
         type=str(LineType.STORE_CREDIT if store_credit else LineType.GIFT_CARD),
-        quantity=1,
-        unit_price=-share,
+        quantity=max(units, 1),
+        unit_price=-(share // max(units, 1)),
         amount=-share,
         tax_rate=0,
         tax=0,

@@ -22,12 +22,20 @@ class ReferenceState:
 
     line: ProviderLine
     refunded_quantity: int = 0
+    """Units refunded as returned (goodwill lines carry no returned units)."""
     refunded_amount: int = 0
     refunded_tax: int = 0
+    goodwill_quantity: int = 0
+    """The quantity goodwill lines used up: Klarna counts it like any refunded quantity."""
 
     @property
     def quantity_left(self) -> int:
         return self.line.quantity - self.refunded_quantity
+
+    @property
+    def units_unused(self) -> int:
+        """Quantity no refund line of any kind has used yet (never below zero on KOM's refunds)."""
+        return self.line.quantity - self.refunded_quantity - self.goodwill_quantity
 
     @property
     def amount_left(self) -> int:
@@ -100,7 +108,9 @@ class Ledger:
         for line in lines:
             assert line.reference is not None
             state = target.references[line.reference]
-            if not line.goodwill:
+            if line.goodwill:
+                state.goodwill_quantity += line.quantity
+            else:
                 state.refunded_quantity += line.quantity
             state.refunded_amount += line.total_amount
             state.refunded_tax += line.total_tax_amount

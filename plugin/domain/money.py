@@ -67,11 +67,13 @@ def to_minor(value: str | int | float | Decimal, currency: str) -> int:
         raise MoneyError(f"not an amount: {value!r}") from exc
     if not number.is_finite():
         raise MoneyError(f"not a finite amount: {value!r}")
-    scaled = number.scaleb(exponent(currency))
+    places = exponent(currency)
+    try:
+        scaled = number.scaleb(places)
+    except ArithmeticError as exc:  # decimal.Overflow: "1e999999" is finite, its cents are not
+        raise MoneyError(f"{value!r} {currency.upper()} is too large an amount") from exc
     if scaled != scaled.to_integral_value():
-        raise MoneyError(
-            f"{value!r} {currency.upper()} has more decimal places than the currency's {exponent(currency)}"
-        )
+        raise MoneyError(f"{value!r} {currency.upper()} has more decimal places than the currency's {places}")
     return int(scaled)
 
 

@@ -94,7 +94,11 @@ class Tracking:
 
 @dataclass(frozen=True)
 class Shipment:
-    """A parcel the merchant sent: each becomes exactly one capture."""
+    """A parcel the merchant sent, holding what it still holds (returned units leave it).
+
+    Each becomes exactly one capture, except units that an earlier capture already paid for
+    (a parcel cancelled after its capture, then sent again).
+    """
 
     id: str
     created_at: datetime
@@ -127,6 +131,9 @@ class RefundRequest:
     include_shipping: bool = False
     amount: int | None = None
     reason: str | None = None
+    requested_amount: int | None = None
+    """What the platform's request itself allows, when it differs from ``amount`` (Saleor caps a
+    grant made before the capture was reported, then asks for the whole charged amount)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,12 @@ class Order:
     shipments: tuple[Shipment, ...] = ()
     refunds: tuple[RefundRequest, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    returned: tuple[ShipmentLine, ...] = ()
+    """Units the platform records as come back (returned, replaced), wherever they shipped from."""
+    cancelled_shipments: tuple[Shipment, ...] = ()
+    """Shipments cancelled after they were made, with the units they held then: those never left."""
+    cancelled: bool = False
+    """The order is cancelled: nothing more ships, the rest of the authorization is freed."""
 
     def line(self, line_id: str) -> OrderLine | None:
         return next((line for line in self.lines if line.id == line_id), None)

@@ -72,6 +72,16 @@ class OrderJob:
 
 @dataclass(frozen=True)
 class StoredRequest:
+    """A refund, cancel or charge request the platform sent, as KOM recorded it.
+
+    ``psp_reference`` is this request's identity on the platform (what KOM answered and
+    reports the outcome with): new for every request, the same for a duplicate delivery.
+    ``request_id`` is what KOM acts on, and may repeat: a granted refund requested again
+    after a refusal is a new request for the same grant (and the same provider refund
+    references, so nothing already sent for it is sent twice). ``transaction_id`` is the
+    payment the request names: an order with two payments has requests for each.
+    """
+
     id: int
     kind: str
     request_id: str
@@ -104,3 +114,7 @@ class Outcome:
     automatic: bool = False  # a refund KOM made on its own, with no platform request
     message: str | None = None  # why it failed, for the merchant
     correlation_id: str | None = None
+
+
+class RequestConflict(Exception):
+    """A request whose identity is on record for another order: refused, never merged."""

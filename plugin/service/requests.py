@@ -19,6 +19,7 @@ def refund_to_json(request: RefundRequest) -> dict[str, Any]:
         "include_shipping": request.include_shipping,
         "amount": request.amount,
         "reason": request.reason,
+        "requested_amount": request.requested_amount,
     }
 
 
@@ -33,4 +34,5 @@ def refund_from_json(body: dict[str, Any]) -> RefundRequest:
         include_shipping=bool(body.get("include_shipping", False)),
         amount=None if body.get("amount") is None else int(body["amount"]),
         reason=body.get("reason"),
+        requested_amount=None if body.get("requested_amount") is None else int(body["requested_amount"]),
     )

@@ -26,12 +26,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from plugin.observability import ORDER_SECONDS, ORDERS_PROCESSED
 from plugin.service.ports import OutboxReport, TransactionReport
-from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
+from plugin.service.records import (
+    ChannelSettings,
+    Installation,
+    OrderJob,
+    Outcome,
+    RequestConflict,
+    StoredRequest,
+)
 from plugin.store import schema
 from plugin.store import tables as t
 from plugin.store.secrets import SecretBox
 
-__all__ = ["ChannelSettings", "Installation", "OrderJob", "QueueStats", "Store", "StoredRequest", "async_url"]
+__all__ = [
+    "ChannelSettings",
+    "Installation",
+    "OrderJob",
+    "QueueStats",
+    "RequestConflict",
+    "Store",
+    "StoredRequest",
+    "async_url",
+]
 
 Clock = Callable[[], datetime]
 
@@ -585,25 +601,41 @@ class Store:
         body: dict[str, Any],
         created_at: datetime,
     ) -> StoredRequest:
-        """Record a platform request once; a duplicate delivery returns the first record."""
-        row = {
-            "installation_id": installation_id,
-            "platform_order_id": platform_order_id,
-            "kind": kind,
-            "request_id": request_id,
-            "psp_reference": psp_reference,
-            "transaction_id": transaction_id,
-            "body": body,
-            "created_at": created_at,
-            "done": False,
-        }
+        """Record a platform request once; a duplicate delivery returns the first record.
+
+        The same request is the same ``psp_reference`` (or, for records from before it
+        carried the request's time, the same kind, request id and time). A request whose
+        pspReference, request id or transaction is on record for another order raises
+        ``RequestConflict``: those ids are global on the platform, so merging it would act
+        on the wrong order, and overwriting would lose the first one.
+        """
+        key = _RequestKey(platform_order_id, kind, request_id, psp_reference, transaction_id, created_at)
         try:
             async with self._write() as conn:
-                await conn.execute(insert(t.requests).values(**row))
+                found = key.match(await self._related_requests(conn, installation_id, key))
+                if found is None:
+                    row = {**key.columns(), "installation_id": installation_id, "body": body, "done": False}
+                    await conn.execute(insert(t.requests).values(**row))
         except IntegrityError:
-            pass  # the same request delivered again: keep the first
-        found = await self.requests_for(installation_id, platform_order_id, kind=kind)
-        return next(r for r in found if r.request_id == request_id)
+            pass  # recorded meanwhile by another process: read it below
+        async with self.engine.connect() as conn:
+            found = key.match(await self._related_requests(conn, installation_id, key))
+        if found is None:
+            raise RuntimeError(f"request {psp_reference} vanished right after it was recorded")
+        return found
+
+    @staticmethod
+    async def _related_requests(conn: AsyncConnection, installation_id: int, key: _RequestKey) -> list[Any]:
+        c = t.requests.c
+        query = select(t.requests).where(
+            (c.installation_id == installation_id)
+            & or_(
+                c.psp_reference == key.psp_reference,
+                and_(c.kind == key.kind, c.request_id == key.request_id),
+                c.transaction_id == key.transaction_id,
+            )
+        )
+        return list((await conn.execute(query)).all())
 
     async def requests_for(
         self, installation_id: int, platform_order_id: str, *, kind: str | None = None
@@ -620,12 +652,7 @@ class Store:
             query = query.where(t.requests.c.kind == kind)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            StoredRequest(
-                r.id, r.kind, r.request_id, r.psp_reference, r.transaction_id, r.body, r.created_at, r.done
-            )
-            for r in rows
-        ]
+        return [_stored_request(r) for r in rows]
 
     async def mark_done(self, request_ids: Sequence[int]) -> None:
         if not request_ids:
@@ -785,6 +812,59 @@ class Store:
             await conn.execute(
                 update(t.reports).where(t.reports.c.id == report_id).values(state="refused", error=error)
             )
+
+
+def _stored_request(r: Any) -> StoredRequest:
+    return StoredRequest(
+        r.id, r.kind, r.request_id, r.psp_reference, r.transaction_id, r.body, r.created_at, r.done
+    )
+
+
+@dataclass(frozen=True)
+class _RequestKey:
+    """What identifies a platform request, and which records it may not contradict."""
+
+    platform_order_id: str
+    kind: str
+    request_id: str
+    psp_reference: str
+    transaction_id: str
+    created_at: datetime
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "platform_order_id": self.platform_order_id,
+            "kind": self.kind,
+            "request_id": self.request_id,
+            "psp_reference": self.psp_reference,
+            "transaction_id": self.transaction_id,
+            "created_at": self.created_at,
+        }
+
+    def match(self, related: Sequence[Any]) -> StoredRequest | None:
+        """The record of this same request, if any; RequestConflict if one names another order."""
+        for r in related:
+            if r.platform_order_id != self.platform_order_id:
+                raise RequestConflict(self._clash(r))
+        for r in related:
+            same_time = (
+                r.kind == self.kind and r.request_id == self.request_id and r.created_at == self.created_at
+            )
+            if r.psp_reference == self.psp_reference or same_time:
+                return _stored_request(r)
+        return None
+
+    def _clash(self, r: Any) -> str:
+        if r.psp_reference == self.psp_reference:
+            what = f"this same {self.kind} request ({self.psp_reference})"
+        elif r.transaction_id == self.transaction_id:
+            what = f"its transaction {self.transaction_id}"
+        else:
+            what = f"its {self.kind} {self.request_id}"
+        return (
+            f"KOM has {what} on record for order {r.platform_order_id}, not for order "
+            f"{self.platform_order_id}: refused, so that neither order is acted on by mistake."
+        )
 
 
 class _HintWriter:

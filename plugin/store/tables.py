@@ -1,5 +1,5 @@
 """The database schema (SQLAlchemy Core). One row per installation, per channel setting,
-per order KOM tracks, per refund/cancel request the platform sent, per outcome reported.
+per order KOM tracks, per refund/cancel/charge request the platform sent, per outcome reported.
 
 Changing a table here needs a migration too: ``alembic -c plugin/store/alembic.ini revision
 --autogenerate -m "..."`` writes one into migrations/versions/; tests/store checks that the
@@ -123,7 +123,13 @@ requests = Table(
     Column("body", JSON, nullable=False),
     Column("created_at", UTC_DateTime(), nullable=False),
     Column("done", Boolean, nullable=False, default=False),
-    UniqueConstraint("installation_id", "kind", "request_id"),
+    # A request is what Saleor sent: its pspReference is new for every request (a grant
+    # requested again is a new request, with the same request_id) and the same for a
+    # duplicate delivery.
+    UniqueConstraint("installation_id", "psp_reference", name="uq_requests_psp_reference"),
+    Index("ix_requests_request", "installation_id", "kind", "request_id"),
+    Index("ix_requests_transaction", "installation_id", "transaction_id"),
+    Index("ix_requests_order", "installation_id", "platform_order_id"),
 )
 
 # Outcomes to report to the platform: an outbox. A row is written once (the first wording

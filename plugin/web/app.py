@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +21,9 @@ from plugin.composition import Services
 from plugin.service.worker import WorkerConfig
 from plugin.settings import Settings
 from plugin.store.store import Store
+
+if TYPE_CHECKING:
+    from adapters.saleor.routes import SaleorServices
 
 log = logging.getLogger("kom.web")
 
@@ -46,7 +50,7 @@ def create_app(
         opened = store or await open_store(settings)
         async with observability.http_client(settings.provider_timeout_seconds) as http:
             services = Services(settings=settings, store=opened, http=http)
-            app.state.services = services
+            _share(app, services)
             stop = asyncio.Event()
             task = asyncio.create_task(services.worker(worker_config).run(stop)) if run_worker else None
             try:
@@ -71,6 +75,12 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},  # type: ignore[dict-item]
     )
+
+
+def _share(app: Starlette, services: SaleorServices) -> None:
+    # Every endpoint reads app.state.services; typed as what the Saleor endpoints take, so
+    # mypy checks that Services provides it (routes.py does not import the composition root).
+    app.state.services = services
 
 
 async def healthz(request: Request) -> Response:

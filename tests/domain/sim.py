@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from plugin.domain.actions import Action, CaptureAction, RefundAction
+from plugin.domain.actions import Action, CaptureAction, RefundAction, ReleaseAction, ShippingInfoAction
 from plugin.domain.lines import as_provider_line
 from plugin.domain.provider import ProviderCapture, ProviderOrder, ProviderRefund
 from plugin.domain.snapshot import Order
@@ -48,6 +48,21 @@ def apply(provider: ProviderOrder, action: Action) -> ProviderOrder:
             captures=(*provider.captures, capture),
             captured_amount=provider.captured_amount + action.captured_amount,
             remaining_authorized_amount=provider.remaining_authorized_amount - action.captured_amount,
+        )
+    if isinstance(action, ShippingInfoAction):
+        number = action.tracking.number or ""
+        captures = tuple(
+            replace(c, tracking_numbers=(*c.tracking_numbers, number))
+            if c.capture_id == action.capture
+            else c
+            for c in provider.captures
+        )
+        assert captures != provider.captures, "shipping info for an unknown capture"
+        return replace(provider, captures=captures)
+    if isinstance(action, ReleaseAction):
+        assert provider.remaining_authorized_amount == action.amount
+        return replace(
+            provider, status="CANCELLED" if action.cancel else provider.status, remaining_authorized_amount=0
         )
     assert isinstance(action, RefundAction)
     assert provider.refunded_amount + action.refunded_amount <= provider.captured_amount, "over refund"

@@ -38,7 +38,7 @@ def test_finer_than_the_currency_is_an_error(value: str | float, currency: str) 
         to_minor(value, currency)
 
 
-@pytest.mark.parametrize("value", ["abc", "NaN", "Infinity", True])
+@pytest.mark.parametrize("value", ["abc", "NaN", "Infinity", True, "1e999999", Decimal("-9e999999")])
 def test_not_an_amount(value: object) -> None:
     with pytest.raises(MoneyError):
         to_minor(value, "EUR")  # type: ignore[arg-type]

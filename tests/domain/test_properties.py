@@ -166,7 +166,9 @@ def check_provider(provider: ProviderOrder) -> None:
     assert None not in allocation(provider), "a refund KOM sent would not be allocated"
     captured = {(c.capture_id, line.reference): line for c in provider.captures for line in c.lines}
     for key, (units, amount) in reference_usage(provider).items():
-        assert units <= captured[key].quantity and 0 <= amount <= captured[key].total_amount
+        # A negative line (gift card share) goes back at most in full, and never beyond zero.
+        low, high = sorted((0, captured[key].total_amount))
+        assert units <= captured[key].quantity and low <= amount <= high
     shipping = [line for c in provider.captures for line in c.lines if line.type == "shipping_fee"]
     assert len(shipping) <= 1
 
@@ -220,7 +222,10 @@ def test_random_orders_parcels_and_refunds_keep_every_invariant(
             )
             refused = any(r.subject_id == request.id for r in again.refusals)
             if request.amount is not None and not refused:
-                assert sent == request.amount, "a refund must total exactly what the platform asked"
+                if base.gift_cards:  # the gift cards' share of returned goods is not Klarna's
+                    assert sent <= request.amount
+                else:
+                    assert sent == request.amount, "a refund must total exactly what the platform asked"
     # Once everything shipped, each line is captured exactly once in total.
     if all(
         sum(i.quantity for s in order.shipments for i in s.lines if i.line_id == line.id) == line.quantity

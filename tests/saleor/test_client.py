@@ -20,7 +20,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from graphql import OperationDefinitionNode, parse
 
 from adapters.saleor.client import OrderNotFound, SaleorClient, SaleorError
-from adapters.saleor.snapshot import order_snapshot
+from adapters.saleor.snapshot import SnapshotError, order_snapshot
 
 API = "https://shop.example.com/graphql/"
 TOKEN = "app-token-5up3r-s3cr3t"
@@ -200,6 +200,34 @@ async def test_order_amounts_arrive_as_decimals(saleor: SaleorClient) -> None:
     snap = order_snapshot(order, app_id=APP)
     assert snap.order.lines[0].total_amount == 5999 and snap.order.lines[0].tax_rate == 1900
     assert snap.provider_order_id == "klarna-1"
+
+
+def answer_with(text: str) -> Override:
+    """The order query answered with this exact JSON text (json.dumps would go through float)."""
+    return lambda _: httpx.Response(200, content=text.encode(), headers={"Content-Type": "application/json"})
+
+
+def order_text(amount: str) -> str:
+    return json.dumps({"data": {"order": sample_order()}}).replace('"amount": 59.99', f'"amount": {amount}')
+
+
+async def test_order_amounts_never_pass_through_float(saleor: SaleorClient, fake: FakeSaleor) -> None:
+    # As floats, 90071992547409.93 reads as ...09.94 and 19.999999999999999 as 20.0.
+    fake.override = answer_with(order_text("90071992547409.93"))
+    order = await saleor.order("T3JkZXI6MQ==")
+    assert order["total"]["gross"]["amount"] == Decimal("90071992547409.93")
+    fake.override = answer_with(order_text("19.999999999999999"))
+    order = await saleor.order("T3JkZXI6MQ==")
+    assert order["lines"][0]["totalPrice"]["gross"]["amount"] == Decimal("19.999999999999999")
+    with pytest.raises(SnapshotError, match="decimal places"):  # refused, not rounded to 20.00
+        order_snapshot(order, app_id=APP)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_an_answer_with_nan_is_refused(saleor: SaleorClient, fake: FakeSaleor, constant: str) -> None:
+    fake.override = answer_with(order_text(constant))
+    with pytest.raises(SaleorError, match="JSON"):
+        await saleor.order("T3JkZXI6MQ==")
 
 
 async def test_unknown_order(saleor: SaleorClient) -> None:

@@ -77,6 +77,7 @@ def test_webhook_table() -> None:
         "fulfillment-created": ("FULFILLMENT_CREATED", False),
         "fulfillment-approved": ("FULFILLMENT_APPROVED", False),
         "fulfillment-canceled": ("FULFILLMENT_CANCELED", False),
+        "order-cancelled": ("ORDER_CANCELLED", False),
         "transaction-charge-requested": ("TRANSACTION_CHARGE_REQUESTED", True),
         "transaction-refund-requested": ("TRANSACTION_REFUND_REQUESTED", True),
         "transaction-cancelation-requested": ("TRANSACTION_CANCELATION_REQUESTED", True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -111,6 +112,60 @@ def test_goodwill_refund() -> None:
 def test_refund_request_errors(body: bytes, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         request_from(body)
+
+
+def with_raw_amount(number: str) -> bytes:
+    # json.dumps would write a float's repr; Saleor writes the Decimal's digits.
+    return refund_body(action=1.25).replace(b'"amount": 1.25', f'"amount": {number}'.encode())
+
+
+def test_amounts_are_read_from_the_json_text_never_through_float() -> None:
+    exact = parse_payload("transaction_refund_requested", with_raw_amount("90071992547409.93"))
+    assert isinstance(exact, TransactionRefundRequested)
+    assert exact.action.amount == Decimal("90071992547409.93")  # as a float: ...09.94
+    with pytest.raises(PayloadError, match="beyond any amount"):
+        refund_request_from(exact)
+    with pytest.raises(PayloadError, match="decimal places"):  # as a float: 20.00, accepted
+        request_from(with_raw_amount("19.999999999999999"))
+    assert request_from(with_raw_amount("1E+1")).amount == 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (with_raw_amount("NaN"), "not a JSON number"),
+        (refund_body(action="59.99"), "JSON number"),
+        (refund_body(action=True), "JSON number"),
+        (refund_body(grant=grant(lines=[("A", "2")])), "valid integer"),
+        (refund_body(grant=grant(lines=[("A", True)])), "valid integer"),
+        (refund_body(grant=grant(lines=[("A", 2**31)])), "impossible quantity"),
+        (refund_body(grant=grant(lines=[("A", 0), ("B", 0)])), "all with quantity 0"),
+        (refund_body(issuedAt="2026-08-03T09:00:00"), "UTC offset"),
+        (refund_body(issuedAt=1785747600), "ISO 8601"),
+        (refund_body(grant={**grant(), "id": "G\u0000"}), "control characters"),
+        (refund_body(grant={**grant(), "id": "G" * 129}), "1 to 128"),
+        (refund_body(action=-0.01), "negative"),
+        (refund_body(action=21474836.48), "beyond any amount"),
+    ],
+)
+def test_what_saleor_never_sends_is_refused_with_the_reason(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        request_from(body)
+
+
+def test_the_currency_must_be_the_orders_and_the_transactions() -> None:
+    order = {"id": "T3JkZXI6MQ==", "channel": {"slug": "eu", "currencyCode": "SEK"}}
+    transaction = {"id": "VHJhbnNhY3Rpb25JdGVtOjE=", "order": order}
+    with pytest.raises(PayloadError, match="the order is in SEK"):
+        request_from(refund_body(transaction=transaction))
+    charged = {"id": "VHJhbnNhY3Rpb25JdGVtOjE=", "chargedAmount": {"amount": 5.0, "currency": "USD"}}
+    with pytest.raises(PayloadError, match="chargedAmount is in USD"):
+        request_from(refund_body(transaction=charged))
+    for code in ("EURO", "eur", "", "E1R"):
+        body = json.loads(refund_body())
+        body["action"]["currency"] = code
+        with pytest.raises(PayloadError, match="ISO 4217"):
+            request_from(json.dumps(body).encode())
 
 
 def test_parse_by_header_or_enum_name() -> None:

@@ -235,3 +235,49 @@ def test_zero_decimal_currency() -> None:
     yen["totalPrice"]["gross"] = money(1500.5, "JPY")
     with pytest.raises(SnapshotError, match="decimal places"):
         order_snapshot(raw, app_id=APP)
+
+
+def test_the_lifecycle_of_fulfillments_is_kept() -> None:
+    """FULFILLED parcels are out, CANCELED never left, returned ones hold what came back."""
+    snap = order_snapshot(
+        order(
+            status="CANCELED",
+            lines=[line(quantity=4, tax=8.0)],
+            fulfillments=[
+                fulfillment("F1", lines=(("L1", 1),)),
+                fulfillment("F2", "CANCELED", lines=(("L1", 1),)),
+                fulfillment("F3", "RETURNED", lines=(("L1", 1),)),
+                fulfillment("F4", "REPLACED", lines=(("L1", 1),)),
+                fulfillment("F5", "REFUNDED", lines=(("L1", 1),)),
+                fulfillment("F6", "WAITING_FOR_APPROVAL", lines=(("L1", 1),)),
+            ],
+        ),
+        app_id=APP,
+    )
+    assert [s.id for s in snap.order.shipments] == ["F1"]
+    assert [(s.id, s.lines[0].quantity) for s in snap.order.cancelled_shipments] == [("F2", 1)]
+    assert [(r.line_id, r.quantity) for r in snap.order.returned] == [("L1", 1), ("L1", 1)]
+    assert snap.order.cancelled is True
+    assert order_snapshot(order(status="UNFULFILLED"), app_id=APP).order.cancelled is False
+
+
+def test_gift_cards_and_other_payments_paid_part_of_the_order() -> None:
+    used = {
+        "type": "USED_IN_ORDER",
+        "orderId": "O1",
+        "balance": {"currentBalance": money("15.00"), "oldCurrentBalance": money("40.00")},
+    }
+    elsewhere = {**used, "orderId": "O2"}
+    other = {**transaction("T2", app="QXBwOjk=", psp="manual"), "authorizedAmount": money("0.00")}
+    other["chargedAmount"] = money("5.50")
+    snap = order_snapshot(
+        order(
+            giftCards=[{"id": "G1", "last4CodeChars": "AB12", "events": [used, elsewhere]}],
+            transactions=[transaction(), other],
+        ),
+        app_id=APP,
+    )
+    assert [(g.id, g.amount, g.code) for g in snap.order.gift_cards] == [
+        ("G1", 2500, "AB12"),
+        ("T2", 550, None),
+    ]

@@ -76,6 +76,48 @@ async def test_a_database_from_before_migrations_is_adopted(database_url: str) -
         await store.close()
 
 
+async def test_0003_keeps_the_requests_and_keys_them_by_psp_reference(database_url: str) -> None:
+    engine = create_async_engine(async_url(database_url))
+    await schema.upgrade(engine, "0002")
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            t.installations.insert().values(
+                platform="saleor",
+                api_url="https://x/graphql/",
+                app_id="a",
+                token=b"k1",
+                jwks={},
+                jwks_fetched_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await conn.execute(
+            t.requests.insert().values(
+                installation_id=1, platform_order_id="o-1", kind="refund", request_id="grant-1",
+                psp_reference="kom-refund:grant-1", transaction_id="tx-1", body={"amount": 5},
+                created_at=now, done=True,
+            )
+        )  # fmt: skip
+    await engine.dispose()
+    store = await Store.open(database_url, SecretBox(KEY))  # migrates on the spot, as `kom serve` does
+    try:
+        assert (await store.schema_status()).current == "0003"
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(schema.compare) == []
+        (kept,) = await store.requests_for(1, "o-1")
+        assert (kept.psp_reference, kept.body, kept.done) == ("kom-refund:grant-1", {"amount": 5}, True)
+        again = await store.record_request(
+            installation_id=1, platform_order_id="o-1", kind="refund", request_id="grant-1",
+            psp_reference="kom-refund:grant-1:later", transaction_id="tx-1", body={"amount": 5},
+            created_at=now + timedelta(minutes=1),
+        )  # fmt: skip
+        assert again.id != kept.id  # the same grant requested again: allowed since 0003
+    finally:
+        await store.close()
+
+
 async def test_queue_stats(database_url: str) -> None:
     clock_now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     store = await Store.open(database_url, SecretBox(KEY), lambda: clock_now)

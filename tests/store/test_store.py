@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from plugin.store.secrets import SecretBox, SecretError
-from plugin.store.store import ChannelSettings, Store
+from plugin.store.store import ChannelSettings, RequestConflict, Store
 
 KEY = "test-secret-key-0123456789abcdef"
 
@@ -165,20 +165,88 @@ async def test_concurrent_claims_never_share_an_order(store: Store) -> None:
     assert len(ids) == 20 and len(set(ids)) == 20
 
 
-async def test_requests_are_recorded_once(store: Store, clock: Clock) -> None:
-    installation_id = await install(store)
-    kwargs = {
+def request(clock: Clock, installation_id: int, **changes: object) -> dict[str, object]:
+    kwargs: dict[str, object] = {
         "installation_id": installation_id,
         "platform_order_id": "order-1",
         "kind": "refund",
         "request_id": "grant-1",
-        "psp_reference": "kom-refund:grant-1",
-        "transaction_id": "tx",
+        "psp_reference": "kom-refund:grant-1:2026-11-21T12:00:00+00:00",
+        "transaction_id": "tx-1",
         "created_at": clock.now,
+        "body": {"amount": 100},
     }
-    first = await store.record_request(**kwargs, body={"amount": 100})  # type: ignore[arg-type]
-    second = await store.record_request(**kwargs, body={"amount": 999})  # type: ignore[arg-type]
-    assert first == second and second.body == {"amount": 100}
+    return {**kwargs, **changes}
+
+
+async def test_requests_are_recorded_once(store: Store, clock: Clock) -> None:
+    installation_id = await install(store)
+    first = await store.record_request(**request(clock, installation_id))  # type: ignore[arg-type]
+    second = await store.record_request(**request(clock, installation_id, body={"amount": 999}))  # type: ignore[arg-type]
+    assert first == second and second.body == {"amount": 100} and second.transaction_id == "tx-1"
+    assert await store.requests_for(installation_id, "order-1") == [first]
+
+
+async def test_a_grant_requested_again_is_a_new_request(store: Store, clock: Clock) -> None:
+    installation_id = await install(store)
+    first = await store.record_request(**request(clock, installation_id))  # type: ignore[arg-type]
+    await store.mark_done([first.id])
+    later = clock.now + timedelta(minutes=5)
+    again = await store.record_request(
+        **request(clock, installation_id, psp_reference="kom-refund:grant-1:later", created_at=later)  # type: ignore[arg-type]
+    )
+    assert again.id != first.id and again.request_id == first.request_id and not again.done
+    assert [r.done for r in await store.requests_for(installation_id, "order-1")] == [True, False]
+
+
+async def test_an_order_with_two_payments_keeps_each_request_with_its_transaction(
+    store: Store, clock: Clock
+) -> None:
+    installation_id = await install(store)
+    for n in (1, 2):
+        await store.record_request(
+            **request(  # type: ignore[arg-type]
+                clock,
+                installation_id,
+                kind="cancel",
+                request_id=f"tx-{n}:cancel",
+                psp_reference=f"kom-cancel:tx-{n}",
+                transaction_id=f"tx-{n}",
+            )
+        )
+    found = await store.requests_for(installation_id, "order-1", kind="cancel")
+    assert [(r.request_id, r.transaction_id) for r in found] == [
+        ("tx-1:cancel", "tx-1"),
+        ("tx-2:cancel", "tx-2"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({}, "this same refund request"),
+        ({"psp_reference": "other", "request_id": "grant-9"}, "its transaction tx-1"),
+        ({"psp_reference": "other", "transaction_id": "tx-9"}, "its refund grant-1"),
+    ],
+)
+async def test_ids_reused_for_another_order_are_refused(
+    store: Store, clock: Clock, changes: dict[str, object], words: str
+) -> None:
+    installation_id = await install(store)
+    first = await store.record_request(**request(clock, installation_id))  # type: ignore[arg-type]
+    with pytest.raises(RequestConflict, match=words) as refused:
+        await store.record_request(**request(clock, installation_id, platform_order_id="order-2", **changes))  # type: ignore[arg-type]
+    assert "order-1" in str(refused.value) and "order-2" in str(refused.value)
+    assert await store.requests_for(installation_id, "order-2") == []
+    assert await store.requests_for(installation_id, "order-1") == [first]
+
+
+async def test_a_record_from_before_0003_is_still_the_same_request(store: Store, clock: Clock) -> None:
+    # KOM used to answer a grant's request with "kom-refund:<grant>": a retry of that same
+    # delivery (same grant and issuedAt) arriving after the upgrade is no new request.
+    installation_id = await install(store)
+    legacy = await store.record_request(**request(clock, installation_id, psp_reference="kom-refund:grant-1"))  # type: ignore[arg-type]
+    assert await store.record_request(**request(clock, installation_id)) == legacy  # type: ignore[arg-type]
 
 
 async def test_processes_claiming_at_once_never_share_an_order(database_url: str, store: Store) -> None:

@@ -6,7 +6,7 @@ migration killed halfway (see the ``mid-migration`` crash point) is simply run a
 Rows reported before this revision were sent: they get state ``sent``.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-10
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from plugin.service.crashpoints import crash_point
 
 revision: str = "0004"
-down_revision: str | None = "0002"  # the revision before this one when merged
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
