@@ -103,7 +103,7 @@ async def test_0003_keeps_the_requests_and_keys_them_by_psp_reference(database_u
     await engine.dispose()
     store = await Store.open(database_url, SecretBox(KEY))  # migrates on the spot, as `kom serve` does
     try:
-        assert (await store.schema_status()).current == "0003"
+        assert (await store.schema_status()).current == schema.head()  # 0003 and every migration after it
         async with store.engine.connect() as conn:
             assert await conn.run_sync(schema.compare) == []
         (kept,) = await store.requests_for(1, "o-1")
