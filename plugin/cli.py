@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from plugin import __version__
 
@@ -65,6 +66,25 @@ def _configure(args: argparse.Namespace) -> int:
     from plugin.runtime import configure
 
     return asyncio.run(configure(args))
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from plugin.reconcile_report import run
+    from plugin.service.reconcile import Scope
+
+    scope = Scope(installation=args.installation, order=args.order, since=args.since)
+    code, output = asyncio.run(run(scope, as_json=args.json))
+    print(output)
+    return code
+
+
+def _since(text: str) -> datetime:
+    from plugin.reconcile_report import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _settings(_: argparse.Namespace) -> int:
@@ -165,7 +185,34 @@ def build_parser() -> argparse.ArgumentParser:
     configure.add_argument("--api-key", required=True, help="API key (klarna_..._api_... / kco_..._api_...)")
     configure.add_argument("--username", help="the UUID/MID username shown next to the key, if you use it")
     configure.add_argument("--base-url", help="override the API host (a proxy or a local sandbox)")
+    configure.add_argument(
+        "--extend-authorization",
+        action=argparse.BooleanOptionalAction,
+        help="extend an authorization about to expire with goods unshipped (default: keep; new: off)",
+    )
     configure.set_defaults(handler=_configure)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare each open order with the provider: parcels not captured, refunds not sent, drift",
+        description="For every order changed since --since (and every order KOM worked on since then), "
+        "or just --order: the platform's order against the provider's. Lists parcels not captured, "
+        "refunds not sent, refusals, captures and refunds made outside KOM (a foreign capture matching a "
+        "parcel is adopted with its references; a foreign refund that broke allocation is flagged), "
+        "amount drift and authorizations about to expire, each with a suggested action. The findings "
+        "also show on the dashboard as needs-attention items. Reads the platform and the provider, "
+        "writes nothing there. Exit status: 0 all in sync, 1 findings, 2 unknown installation or order "
+        "(or a database schema that needs `kom migrate`).",
+    )
+    reconcile.add_argument("--installation", help="an installation's id or platform API URL (default: all)")
+    reconcile.add_argument("--order", help="one platform order id (e.g. a Saleor Order global id)")
+    reconcile.add_argument(
+        "--since",
+        type=_since,
+        help="orders changed since: a duration (30d, 12h) or an ISO date/date-time (default 30d)",
+    )
+    reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
+    reconcile.set_defaults(handler=_reconcile)
 
     settings = commands.add_parser(
         "settings",

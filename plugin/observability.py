@@ -12,7 +12,7 @@
   --metrics-port`` (worker): webhooks received and rejected (by reason), the order queue
   (depth per state, age of the oldest due order), orders processed (by outcome, with
   durations), calls to the provider and the platform (by operation and outcome, with
-  latencies).
+  latencies), authorizations about to expire (warned, expired, extended, extend_failed).
 """
 
 from __future__ import annotations
@@ -240,6 +240,14 @@ PLATFORM_SECONDS = Histogram(
     "kom_platform_call_duration_seconds", "Latency of platform calls.", buckets=_LATENCY, registry=REGISTRY
 )
 
+AUTHORIZATION_EVENTS = Counter(
+    "kom_authorization_events",
+    "Provider authorizations about to expire with goods unshipped, by event (warned, expired, "
+    "extended, extend_failed); one warning per order and expiry.",
+    ["event"],
+    registry=REGISTRY,
+)
+
 _STATES = ("pending", "in_sync", "needs_attention")
 
 
@@ -247,6 +255,11 @@ def observe_queue(stats: QueueStats, now: datetime) -> None:
     for state in {*_STATES, *stats.counts}:
         ORDERS.labels(state).set(stats.counts.get(state, 0))
     OLDEST_PENDING.set(stats.oldest_age(now))
+
+
+def authorization_event(event: str) -> None:
+    """``observe`` for plugin.service.authorization.keep_authorization."""
+    AUTHORIZATION_EVENTS.labels(event).inc()
 
 
 def render() -> bytes:

@@ -144,6 +144,11 @@ async def configure(args: argparse.Namespace) -> int:
                 capture_mode=kept.capture_mode if kept else "on_fulfillment",
                 shipping_fee=kept.shipping_fee if kept else "first_parcel",
                 unknown_origin=kept.unknown_origin if kept else "earliest_first",
+                extend_authorization=(
+                    args.extend_authorization
+                    if args.extend_authorization is not None
+                    else bool(kept and kept.extend_authorization)
+                ),
             ),
         )
     finally:

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         5.0, gt=0, description="First backoff after a transient failure; doubles per attempt."
     )
     retry_max_seconds: float = Field(1800.0, gt=0, description="Longest backoff between two attempts.")
+    authorization_warning_hours: float = Field(
+        48.0,
+        gt=0,
+        le=24 * 90,
+        description="Warn this many hours before a provider authorization expires with goods unshipped "
+        "(and extend it then, on channels that enabled automatic extension).",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ from plugin.cli import build_parser, main
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["demo"], ["sandbox"], ["serve"], ["worker"], ["configure"], ["settings"]]
+    "command", [[], ["demo"], ["sandbox"], ["serve"], ["worker"], ["configure"], ["settings"], ["reconcile"]]
 )
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
@@ -69,3 +69,17 @@ async def test_configure_saves_encrypted_settings_for_an_installation(
     )
     await store.close()
     get_settings.cache_clear()
+
+
+def test_reconcile_since_takes_durations_and_dates() -> None:
+    from datetime import UTC, datetime
+
+    from plugin.reconcile_report import parse_since
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    assert parse_since("30d", now) == datetime(2026, 11, 5, 12, 0, tzinfo=UTC)
+    assert parse_since("12h", now) == datetime(2026, 12, 5, 0, 0, tzinfo=UTC)
+    assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert parse_since("2026-11-01T08:30:00+01:00") == datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["reconcile", "--since", "last week"])

@@ -45,6 +45,9 @@ class KlarnaProvider:
     async def release_remaining_authorization(self, order_id: str, idempotency_key: uuid.UUID) -> None:
         await self._client.release_remaining_authorization(order_id, idempotency_key)
 
+    async def extend_authorization(self, order_id: str, idempotency_key: uuid.UUID) -> None:
+        await self._client.extend_authorization_time(order_id, idempotency_key)
+
     def portal_url(self, order_id: str) -> str | None:
         return self._portal
 

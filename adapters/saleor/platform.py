@@ -24,7 +24,10 @@ class SaleorPlatform:
 
     async def fetch_order(self, order_id: str) -> PlatformOrder:
         saleor = order_snapshot(await self._client.order(order_id), app_id=self._app_id)
-        return PlatformOrder(saleor.order, saleor.channel, saleor.transaction_id, saleor.provider_order_id)
+        charged = saleor.charged if saleor.transaction_id is not None else None
+        return PlatformOrder(
+            saleor.order, saleor.channel, saleor.transaction_id, saleor.provider_order_id, charged
+        )
 
     async def report(self, transaction_id: str, report: TransactionReport) -> None:
         # Failures carry no amount: Saleor then takes the amount of the request they close.

@@ -48,6 +48,7 @@ from plugin.domain.snapshot import Order, OrderLine, RefundRequest
 
 _NOT_REFUNDABLE_TYPES = {"gift_card", "store_credit", "discount"}
 _GIFT_TYPES = {"gift_card", "store_credit"}
+_NOT_GOODS = _NOT_REFUNDABLE_TYPES | {"shipping_fee"}
 MAX_ORDER_LINES = 1000  # Klarna's limit per refund
 
 
@@ -298,10 +299,16 @@ def _price_picks(picks: list[_Pick]) -> None:
 
 
 def _reduce(picks: list[_Pick], reduction: int) -> None:
-    goods = [p for p in picks if p.amount > 0]
-    parts = split_proportionally(reduction, [p.amount for p in goods])
-    for pick, part in zip(goods, parts, strict=True):
-        pick.amount -= part
+    """Take ``reduction`` off in proportion to what each capture refunds, then to its lines.
+
+    Per capture first, so a capture whose goods its gift-card share cancels out gives nothing.
+    """
+    captures = list({id(p.capture): p.capture for p in picks}.values())
+    nets = [max(0, sum(p.amount for p in picks if p.capture is c)) for c in captures]
+    for capture, part in zip(captures, split_proportionally(reduction, nets), strict=True):
+        goods = [p for p in picks if p.capture is capture and p.amount > 0]
+        for pick, cut in zip(goods, split_proportionally(part, [p.amount for p in goods]), strict=True):
+            pick.amount -= cut
 
 
 def _gift_card_shares(picks: list[_Pick]) -> list[_Pick]:
@@ -319,14 +326,21 @@ def _gift_card_shares(picks: list[_Pick]) -> list[_Pick]:
         ]
         if not gift:
             continue
+        # The share was cut in proportion to the goods (not shipping), so it goes back with them.
         goods_left = sum(
             state.amount_left
             for state in capture.references.values()
-            if state.line.type not in _NOT_REFUNDABLE_TYPES and state.amount_left > 0
+            if state.line.type not in _NOT_GOODS and state.amount_left > 0
         )
-        mine = [p for p in picks if p.capture is capture and not p.goodwill]
+        mine = [
+            p
+            for p in picks
+            if p.capture is capture and not p.goodwill and p.state.line.type not in _NOT_GOODS
+        ]
         picked = sum(p.amount for p in mine)
-        units = sum(p.quantity for p in mine if p.state.line.type not in _NOT_REFUNDABLE_TYPES)
+        units = sum(p.quantity for p in mine)
+        if not mine or goods_left <= 0:
+            continue
         for reference, state in gift:
             share = -state.amount_left if picked >= goods_left else -state.amount_left * picked // goods_left
             if share > 0:

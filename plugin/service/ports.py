@@ -11,7 +11,15 @@ from typing import Protocol
 from plugin.domain.actions import CaptureAction, RefundAction
 from plugin.domain.provider import ProviderOrder
 from plugin.domain.snapshot import Order, Tracking
-from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
+from plugin.service.records import (
+    AuthorizationRecord,
+    ChannelSettings,
+    FindingRecord,
+    Installation,
+    OrderJob,
+    Outcome,
+    StoredRequest,
+)
 
 
 class PaymentProvider(Protocol):
@@ -37,6 +45,10 @@ class PaymentProvider(Protocol):
 
     async def release_remaining_authorization(self, order_id: str, idempotency_key: uuid.UUID) -> None: ...
 
+    async def extend_authorization(self, order_id: str, idempotency_key: uuid.UUID) -> None:
+        """Move the authorization's expiry forward (Klarna: today + the account's period, ≤ 180 days)."""
+        ...
+
     def portal_url(self, order_id: str) -> str | None:
         """Where the merchant sees this order in the provider's portal."""
         ...
@@ -50,6 +62,8 @@ class PlatformOrder:
     channel: str | None
     transaction_id: str | None
     provider_order_id: str | None
+    charged: int | None = None
+    """What the platform's payment shows charged now (captured minus refunded), if it says."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,26 @@ class Platform(Protocol):
     async def recent_orders(self, since: datetime) -> list[str]:
         """Ids of orders changed since ``since`` (for the sweep that catches lost webhooks)."""
         ...
+
+
+class AuthorizationStore(Protocol):
+    """What the clock needs from KOM's database (plugin.store.store.Store implements it)."""
+
+    async def authorizations(
+        self, installation_id: int, platform_order_ids: Sequence[str]
+    ) -> dict[str, AuthorizationRecord]: ...
+
+    async def save_authorization(self, installation_id: int, record: AuthorizationRecord) -> None: ...
+
+    async def replace_findings(
+        self, installation_id: int, platform_order_id: str, source: str, findings: Sequence[FindingRecord]
+    ) -> None: ...
+
+    async def authorizations_due(self, *, warn_before: datetime, now: datetime) -> list[tuple[int, str]]: ...
+
+    async def touch_order(
+        self, installation_id: int, platform_order_id: str, *, number: str | None = None
+    ) -> None: ...
 
 
 class WorkStore(Protocol):

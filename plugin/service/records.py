@@ -39,6 +39,8 @@ class ChannelSettings:
     capture_mode: str = "on_fulfillment"
     shipping_fee: str = ShippingFeePolicy.FIRST_PARCEL.value
     unknown_origin: str = OriginPolicy.EARLIEST_FIRST.value
+    extend_authorization: bool = False
+    """Extend the provider authorization when it is about to expire with goods unshipped."""
 
     def policy(self, *, charge_requested: bool = False) -> Policy:
         return Policy(
@@ -118,3 +120,36 @@ class Outcome:
 
 class RequestConflict(Exception):
     """A request whose identity is on record for another order: refused, never merged."""
+
+
+@dataclass(frozen=True)
+class FindingRecord:
+    """A needs-attention item about one order (from `kom reconcile` or the authorization clock)."""
+
+    platform_order_id: str
+    kind: str
+    detail: str
+    suggested_action: str
+    source: str = "reconcile"  # reconcile | authorization
+    order_number: str | None = None
+    subject: str | None = None  # the shipment, refund or capture it is about
+    found_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizationRecord:
+    """The last look at one order's provider authorization: when it expires, what is left."""
+
+    platform_order_id: str
+    provider_order_id: str
+    state: str  # settled | ok | warning | expired
+    expires_at: datetime | None
+    unshipped_units: int
+    remaining_amount: int
+    currency: str
+    message: str | None = None
+    checked_at: datetime | None = None
+    warned_for: datetime | None = None
+    """The expiry the merchant was last warned about (one warning per expiry)."""
+    extended_at: datetime | None = None
+    extensions: int = 0

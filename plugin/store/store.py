@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from plugin.observability import ORDER_SECONDS, ORDERS_PROCESSED
 from plugin.service.ports import OutboxReport, TransactionReport
 from plugin.service.records import (
+    AuthorizationRecord,
     ChannelSettings,
+    FindingRecord,
     Installation,
     OrderJob,
     Outcome,
@@ -223,7 +225,16 @@ class Store:
             ).first()
             if row is None:
                 return False
-            for table in (t.channel_settings, t.orders, t.requests, t.reports, t.outcomes):
+            tables = (
+                t.channel_settings,
+                t.orders,
+                t.requests,
+                t.reports,
+                t.outcomes,
+                t.findings,
+                t.authorizations,
+            )
+            for table in tables:
                 await conn.execute(delete(table).where(table.c.installation_id == row.id))
             await conn.execute(delete(t.installations).where(t.installations.c.id == row.id))
         return True
@@ -243,6 +254,7 @@ class Store:
             "capture_mode": settings.capture_mode,
             "shipping_fee": settings.shipping_fee,
             "unknown_origin": settings.unknown_origin,
+            "extend_authorization": settings.extend_authorization,
             "updated_at": self.clock(),
         }
         key = (t.channel_settings.c.installation_id == installation_id) & (
@@ -305,6 +317,7 @@ class Store:
             capture_mode=row.capture_mode,
             shipping_fee=row.shipping_fee,
             unknown_origin=row.unknown_origin,
+            extend_authorization=bool(row.extend_authorization),
         )
 
     # -- the order queue -----------------------------------------------------------
@@ -812,6 +825,152 @@ class Store:
             await conn.execute(
                 update(t.reports).where(t.reports.c.id == report_id).values(state="refused", error=error)
             )
+
+    # -- needs-attention findings and authorization expiry (kom reconcile, the clock) ------
+
+    async def replace_findings(
+        self, installation_id: int, platform_order_id: str, source: str, findings: Sequence[FindingRecord]
+    ) -> None:
+        """The order's current findings from ``source``; the ones it no longer reports go away.
+        A finding reported again keeps the time it was first found."""
+        now = self.clock()
+        where = (
+            (t.findings.c.installation_id == installation_id)
+            & (t.findings.c.platform_order_id == platform_order_id)
+            & (t.findings.c.source == source)
+        )
+        async with self.engine.connect() as conn:
+            known = await conn.execute(
+                select(t.findings.c.kind, t.findings.c.subject, t.findings.c.found_at).where(where)
+            )
+            first_found = {(r.kind, r.subject): r.found_at for r in known}
+        rows = [
+            {
+                "installation_id": installation_id,
+                "platform_order_id": platform_order_id,
+                "order_number": f.order_number,
+                "source": source,
+                "kind": f.kind,
+                "subject": f.subject,
+                "detail": f.detail,
+                "suggested_action": f.suggested_action,
+                "found_at": f.found_at or first_found.get((f.kind, f.subject)) or now,
+            }
+            for f in findings
+        ]
+        async with self._write() as conn:
+            await conn.execute(delete(t.findings).where(where))
+            if rows:
+                await conn.execute(insert(t.findings), rows)
+
+    async def findings(
+        self, installation_id: int, platform_order_id: str | None = None, *, limit: int = 200
+    ) -> list[FindingRecord]:
+        """Current findings, newest first (one order's, or the installation's)."""
+        query = (
+            select(t.findings)
+            .where(t.findings.c.installation_id == installation_id)
+            .order_by(t.findings.c.found_at.desc(), t.findings.c.id)
+            .limit(limit)
+        )
+        if platform_order_id is not None:
+            query = query.where(t.findings.c.platform_order_id == platform_order_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            FindingRecord(
+                platform_order_id=r.platform_order_id,
+                kind=r.kind,
+                detail=r.detail,
+                suggested_action=r.suggested_action,
+                source=r.source,
+                order_number=r.order_number,
+                subject=r.subject,
+                found_at=r.found_at,
+            )
+            for r in rows
+        ]
+
+    async def save_authorization(self, installation_id: int, record: AuthorizationRecord) -> None:
+        values = {
+            "provider_order_id": record.provider_order_id,
+            "state": record.state,
+            "expires_at": record.expires_at,
+            "unshipped_units": record.unshipped_units,
+            "remaining_amount": record.remaining_amount,
+            "currency": record.currency,
+            "message": record.message,
+            "checked_at": record.checked_at or self.clock(),
+            "warned_for": record.warned_for,
+            "extended_at": record.extended_at,
+            "extensions": record.extensions,
+        }
+        key = (t.authorizations.c.installation_id == installation_id) & (
+            t.authorizations.c.platform_order_id == record.platform_order_id
+        )
+        for _ in range(2):  # a concurrent first insert: the second round updates it
+            try:
+                async with self._write() as conn:
+                    if (await conn.execute(update(t.authorizations).where(key).values(**values))).rowcount:
+                        return
+                    ids = {"installation_id": installation_id, "platform_order_id": record.platform_order_id}
+                    await conn.execute(insert(t.authorizations).values(**values, **ids))
+                return
+            except IntegrityError:
+                continue
+
+    async def authorizations(
+        self, installation_id: int, platform_order_ids: Sequence[str]
+    ) -> dict[str, AuthorizationRecord]:
+        if not platform_order_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.authorizations).where(
+                        (t.authorizations.c.installation_id == installation_id)
+                        & t.authorizations.c.platform_order_id.in_(list(platform_order_ids))
+                    )
+                )
+            ).all()
+        return {r.platform_order_id: _authorization(r) for r in rows}
+
+    async def authorizations_due(self, *, warn_before: datetime, now: datetime) -> list[tuple[int, str]]:
+        """Orders whose authorization needs another look: goods unshipped and the expiry inside
+        the warning window (not warned yet), or a warned one that has now expired."""
+        c = t.authorizations.c
+        query = (
+            select(c.installation_id, c.platform_order_id)
+            .where(
+                (c.unshipped_units > 0)
+                & c.expires_at.is_not(None)
+                & (
+                    ((c.state == "ok") & (c.expires_at <= warn_before))
+                    | ((c.state == "warning") & (c.expires_at <= now))
+                )
+            )
+            .order_by(c.expires_at)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(int(r.installation_id), str(r.platform_order_id)) for r in rows]
+
+
+def _authorization(row: Any) -> AuthorizationRecord:
+    return AuthorizationRecord(
+        platform_order_id=row.platform_order_id,
+        provider_order_id=row.provider_order_id,
+        state=row.state,
+        expires_at=row.expires_at,
+        unshipped_units=row.unshipped_units,
+        remaining_amount=row.remaining_amount,
+        currency=row.currency,
+        message=row.message,
+        checked_at=row.checked_at,
+        warned_for=row.warned_for,
+        extended_at=row.extended_at,
+        extensions=row.extensions,
+    )
 
 
 def _stored_request(r: Any) -> StoredRequest:

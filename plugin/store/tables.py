@@ -1,5 +1,6 @@
 """The database schema (SQLAlchemy Core). One row per installation, per channel setting,
-per order KOM tracks, per refund/cancel/charge request the platform sent, per outcome reported.
+per order KOM tracks, per refund/cancel/charge request the platform sent, per outcome reported,
+per needs-attention finding (reconcile, authorization clock), per order's authorization expiry.
 
 Changing a table here needs a migration too: ``alembic -c plugin/store/alembic.ini revision
 --autogenerate -m "..."`` writes one into migrations/versions/; tests/store checks that the
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -82,6 +84,7 @@ channel_settings = Table(
     Column("shipping_fee", String(32), nullable=False),
     Column("unknown_origin", String(32), nullable=False),
     Column("updated_at", UTC_DateTime(), nullable=False),
+    Column("extend_authorization", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("installation_id", "channel"),
 )
 
@@ -179,4 +182,41 @@ outcomes = Table(
     Column("updated_at", UTC_DateTime(), nullable=False),
     UniqueConstraint("installation_id", "provider_order_id", "key"),
     Index("ix_outcomes_order", "installation_id", "platform_order_id"),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("platform_order_id", String(255), nullable=False),
+    Column("order_number", String(64)),
+    Column("source", String(16), nullable=False),  # reconcile | authorization
+    Column("kind", String(48), nullable=False),
+    Column("subject", String(255)),
+    Column("detail", Text, nullable=False),
+    Column("suggested_action", Text, nullable=False),
+    Column("found_at", UTC_DateTime(), nullable=False),
+    Index("ix_findings_order", "installation_id", "platform_order_id"),
+)
+
+authorizations = Table(
+    "authorizations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("platform_order_id", String(255), nullable=False),
+    Column("provider_order_id", String(255), nullable=False),
+    Column("state", String(16), nullable=False),  # settled | ok | warning | expired
+    Column("expires_at", UTC_DateTime()),
+    Column("unshipped_units", Integer, nullable=False),
+    Column("remaining_amount", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("message", Text),
+    Column("checked_at", UTC_DateTime(), nullable=False),
+    Column("warned_for", UTC_DateTime()),
+    Column("extended_at", UTC_DateTime()),
+    Column("extensions", Integer, nullable=False, default=0),
+    UniqueConstraint("installation_id", "platform_order_id"),
+    Index("ix_authorizations_due", "state", "expires_at"),  # the sweep for expiring authorizations
 )

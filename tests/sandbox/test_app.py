@@ -217,6 +217,11 @@ async def test_extend_authorization_time(client: httpx.AsyncClient, clock: FakeC
         clock.advance(days=27)
         assert (await client.post(f"{OM}/{order_id}/extend-authorization-time")).status_code == 204
     assert (await order(client, order_id))["expires_at"] == "2026-08-29T12:00:00.000Z"
+    at_limit = await client.post(f"{OM}/{order_id}/extend-authorization-time")
+    limit = (
+        "Order has reached the maximum authorization time of 180 days. Authorization time cannot be extended."
+    )
+    assert_error(at_limit, 403, "NOT_ALLOWED", limit)
 
     clock.advance(days=25)  # day 180: the authorization is over for good
     refused = await client.post(f"{OM}/{order_id}/extend-authorization-time")

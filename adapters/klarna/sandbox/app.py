@@ -8,6 +8,8 @@ Order Management (HTTP Basic auth, see auth.py), under /ordermanagement/v1/order
   POST   /refunds                            201, headers Refund-Id + Location
   GET    /refunds/{refund_id}                200
   POST   /cancel, /release-remaining-authorization, /extend-authorization-time   204
+         (extend: expires_at = now + 28 days, at most 180 days after creation; 403 NOT_ALLOWED
+          when expired, cancelled, fully captured or already at that limit)
 
 Every Order Management request passes, in this order: request log -> auth (401) ->
 rate limit / fault queue -> idempotency memory -> route. See faults.py and idempotency.py;

@@ -328,9 +328,16 @@ class SandboxState:
                 "NOT_ALLOWED",
                 "Order has no remaining authorization. Authorization time cannot be extended.",
             )
+        limit = order.created_at + MAX_AUTHORIZATION_AGE
+        if order.expires_at >= limit:  # Klarna's hard limit: no authorization past day 180
+            raise ApiError(
+                403,
+                "NOT_ALLOWED",
+                "Order has reached the maximum authorization time of 180 days. "
+                "Authorization time cannot be extended.",
+            )
         # "today + the configured period", capped 180 days after creation; never shortens
-        target = min(self.now() + AUTHORIZATION_PERIOD, order.created_at + MAX_AUTHORIZATION_AGE)
-        order.expires_at = max(order.expires_at, target)
+        order.expires_at = max(order.expires_at, min(self.now() + AUTHORIZATION_PERIOD, limit))
 
 
 def _ledger_lines(lines: tuple[OrderLine, ...]) -> tuple[LedgerLine, ...]:

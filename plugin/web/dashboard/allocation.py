@@ -10,6 +10,7 @@ capture reference names it).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from adapters.klarna import errors as provider_errors
@@ -19,9 +20,10 @@ from plugin.domain.money import exponent
 from plugin.domain.provider import ProviderLine, ProviderOrder
 from plugin.domain.references import REFUND_PREFIX, capture_reference
 from plugin.domain.snapshot import Shipment
+from plugin.service.authorization import read_clock
 from plugin.service.ports import PlatformOrder
 from plugin.service.records import Installation, OrderJob
-from plugin.web.dashboard.activity import job_view
+from plugin.web.dashboard.activity import current_findings, finding_view, job_view
 
 log = logging.getLogger("kom.dashboard")
 
@@ -45,6 +47,11 @@ async def order_view(services: Services, installation: Installation, job: OrderJ
         "captures": [],
         "refunds": [],
         "warnings": warnings,
+        "authorization": None,
+        "findings": [
+            finding_view(f, True)
+            for f in await current_findings(services.store, installation.id, job.platform_order_id)
+        ],
     }
     if platform_order is not None and not view["order"]["number"]:
         view["order"]["number"] = platform_order.order.number
@@ -95,6 +102,21 @@ async def order_view(services: Services, installation: Installation, job: OrderJ
         )
     )
     view["provider"]["name"] = PROVIDER_NAMES.get(settings.provider, settings.provider)
+    if platform_order is not None:
+        reading = read_clock(
+            platform_order.order,
+            provider_order,
+            extend=settings.extend_authorization,
+            window=timedelta(hours=services.settings.authorization_warning_hours),
+            now=services.store.clock(),
+        )
+        view["authorization"] = {
+            "state": reading.state,
+            "expires_at": reading.expires_at.isoformat() if reading.expires_at else None,
+            "unshipped_units": reading.unshipped_units,
+            "message": reading.message,
+            "extend": settings.extend_authorization,
+        }
     view["warnings"] = warnings + view["warnings"]
     return view
 
@@ -192,6 +214,7 @@ def allocation(
             "captured_amount": order.captured_amount,
             "refunded_amount": order.refunded_amount,
             "remaining_authorized_amount": order.remaining_authorized_amount,
+            "expires_at": order.expires_at.isoformat() if order.expires_at else None,
             "portal_url": portal_url,
         },
         "captures": captures,

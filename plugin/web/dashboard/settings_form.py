@@ -9,7 +9,8 @@ A form is a JSON object::
      "base_url": "" | "https://...",
      "capture_mode": "on_fulfillment" | "manual",
      "shipping_fee": "first_parcel" | "last_parcel",
-     "unknown_origin": "earliest_first" | "latest_first"}
+     "unknown_origin": "earliest_first" | "latest_first",
+     "extend_authorization": false | true}   # extend an expiring authorization with goods unshipped
 
 ``check_form`` answers either the ``ChannelSettings`` to store or ``{field: message}``.
 """
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "capture_mode": "on_fulfillment",
     "shipping_fee": ShippingFeePolicy.FIRST_PARCEL.value,
     "unknown_origin": OriginPolicy.EARLIEST_FIRST.value,
+    "extend_authorization": False,
     "api_key_set": False,
     "api_key_hint": None,
 }
@@ -69,6 +71,7 @@ def public_view(settings: ChannelSettings | None) -> dict[str, Any]:
         "capture_mode": settings.capture_mode,
         "shipping_fee": settings.shipping_fee,
         "unknown_origin": settings.unknown_origin,
+        "extend_authorization": settings.extend_authorization,
         "api_key_set": bool(settings.api_key),
         "api_key_hint": key_hint(settings.api_key) if settings.api_key else None,
     }
@@ -109,6 +112,11 @@ def check_form(form: Any, channel: str, stored: ChannelSettings | None) -> Check
     unknown_origin = choice(
         "unknown_origin", tuple(OriginPolicy), "Choose which invoice returns of unknown parcel are booked on."
     )
+
+    extend_authorization = form.get("extend_authorization", DEFAULTS["extend_authorization"])
+    if not isinstance(extend_authorization, bool):
+        errors["extend_authorization"] = "Choose whether KOM extends expiring authorizations."
+        extend_authorization = False
 
     username = _text(form.get("username"))
     if credential_type == "username_password":
@@ -172,6 +180,7 @@ def check_form(form: Any, channel: str, stored: ChannelSettings | None) -> Check
             capture_mode=capture_mode,
             shipping_fee=shipping_fee,
             unknown_origin=unknown_origin,
+            extend_authorization=extend_authorization,
         ),
         {},
         secret_from_store=from_store,

@@ -169,6 +169,38 @@
     in_sync: "No order is in sync yet.",
   };
 
+  // Needs-attention findings (kom reconcile, the authorization clock), by kind.
+  const FINDINGS = {
+    shipment_not_captured: "Parcel not captured",
+    refund_not_sent: "Refund not sent",
+    tracking_not_sent: "Tracking not sent",
+    release_pending: "Authorization not released",
+    refused: "Refused by KOM",
+    capture_elsewhere: "Capture made elsewhere",
+    refund_elsewhere: "Refund made elsewhere",
+    refund_misallocated: "Refund broke allocation",
+    charge_drift: "Charged amounts differ",
+    authorization_drift: "Authorized amount differs",
+    refunded_drift: "Refunded amounts differ",
+    authorization_left_open: "Authorization left open",
+    authorization_expiring: "Authorization expiring",
+    authorization_expired: "Authorization expired",
+    unreadable: "Could not be read",
+    not_configured: "Not configured",
+  };
+  const CRITICAL_FINDINGS = new Set(["refund_misallocated", "authorization_expired", "refused"]);
+
+  function findingChip(kind) {
+    return h("span", { class: `chip ${CRITICAL_FINDINGS.has(kind) ? "chip-critical" : "chip-warning"}` }, FINDINGS[kind] || kind);
+  }
+
+  function expiryText(authorization) {
+    if (!authorization || !authorization.expires_at || authorization.state === "settled") return null;
+    const tone = authorization.state === "expired" ? "expiry-over" : authorization.state === "warning" ? "expiry-soon" : "muted";
+    const text = authorization.state === "expired" ? `Authorization expired ${when(authorization.expires_at)}` : `Authorization expires ${when(authorization.expires_at)}`;
+    return h("div", { class: `meta ${tone}`, "data-expiry": authorization.state }, text);
+  }
+
   function stateChip(value) {
     const [label, tone] = STATES[value] || [value, ""];
     return h("span", { class: `chip ${tone}` }, label);
@@ -289,6 +321,27 @@
     }
     hideNotice("orders");
     renderOrders(data);
+    renderFindings(data.findings || []);
+  }
+
+  function renderFindings(findings) {
+    $("findings").hidden = findings.length === 0;
+    $("findings-count").textContent = String(findings.length);
+    $("findings-body").replaceChildren(
+      ...findings.map((finding) => {
+        const label = finding.order_number ? `#${finding.order_number}` : finding.order_id;
+        const order = finding.tracked
+          ? h("button", { type: "button", class: "btn-link", onclick: () => openOrder(finding.order_id) }, label)
+          : h("span", { class: "mono" }, label);
+        return h(
+          "tr",
+          { "data-finding": finding.kind, "data-order": finding.order_id },
+          h("td", { class: "nowrap" }, order),
+          h("td", { class: "reason" }, findingChip(finding.kind), h("div", {}, finding.detail)),
+          h("td", { class: "reason muted" }, finding.suggested_action),
+        );
+      }),
+    );
   }
 
   function renderOrders(data) {
@@ -325,8 +378,12 @@
     const label = order.number ? `#${order.number}` : order.id;
     const details = h("td", { class: "reason" });
     if (order.reason) details.append(h("div", {}, order.reason));
+    else if (order.state === "in_sync" && order.findings) details.append(h("span", { class: "muted" }, "KOM has nothing left to do; see what to check above."));
     else details.append(h("span", { class: "muted" }, order.state === "in_sync" ? "Captures and refunds match Saleor." : "Waiting for KOM's worker."));
     if (order.correlation_id) details.append(h("div", { class: "meta" }, "Correlation id ", h("span", { class: "mono" }, order.correlation_id)));
+    const expiry = expiryText(order.authorization);
+    if (expiry) details.append(expiry);
+    if (order.findings) details.append(h("div", { class: "meta" }, h("span", { class: "chip chip-warning" }, `${order.findings} to check`)));
     const actions = h("td", { class: "actions" });
     if (order.state === "needs_attention" && state.me.can.retry) {
       actions.append(h("button", { type: "button", class: "btn btn-secondary btn-small", "aria-label": `Retry order ${label} now`, onclick: (event) => retry(order.id, event.currentTarget) }, "Retry now"));
@@ -455,6 +512,18 @@
       }[warning.kind] || "Note";
       out.push(callout(tone, title, warning.message, warning.correlation_id ? `Correlation id ${warning.correlation_id}` : null));
     }
+    const findingKinds = new Set((view.findings || []).map((f) => f.kind));
+    for (const finding of view.findings || []) {
+      // The allocation warning above already says this, with the provider's own figures.
+      if (finding.kind === "refund_misallocated" && view.warnings.some((w) => w.kind === "misallocated")) continue;
+      const tone = CRITICAL_FINDINGS.has(finding.kind) ? "critical" : "warning";
+      out.push(callout(tone, FINDINGS[finding.kind] || finding.kind, finding.detail, `What to do: ${finding.suggested_action}`));
+    }
+    const clock = view.authorization;
+    if (clock && (clock.state === "warning" || clock.state === "expired") && !findingKinds.has(`authorization_${clock.state === "expired" ? "expired" : "expiring"}`)) {
+      const extend = clock.extend && clock.state === "warning" ? "Automatic extension is on: KOM extends it on its next pass." : "Ship the remaining items in time, or turn on automatic extension under Settings.";
+      out.push(callout(clock.state === "expired" ? "critical" : "warning", clock.state === "expired" ? "Authorization expired" : "Authorization expiring", clock.message, extend));
+    }
     if (!provider || provider.captured_amount === undefined) return out;
 
     out.push(
@@ -465,6 +534,7 @@
         stat("Captured", m(provider.captured_amount)),
         stat("Refunded", m(provider.refunded_amount)),
         stat("Not captured yet", m(provider.remaining_authorized_amount)),
+        stat("Authorization expires", provider.expires_at ? when(provider.expires_at) : "—"),
       ),
     );
 
@@ -571,7 +641,7 @@
 
   // -- settings ----------------------------------------------------------------------------
   const form = $("settings-form");
-  const FIELDS = ["provider", "environment", "region", "credential_type", "username", "api_key", "base_url", "capture_mode", "shipping_fee", "unknown_origin"];
+  const FIELDS = ["provider", "environment", "region", "credential_type", "username", "api_key", "base_url", "capture_mode", "shipping_fee", "unknown_origin", "extend_authorization"];
 
   async function loadSettings(channel) {
     let data;
@@ -618,6 +688,7 @@
     radio("capture_mode", s.capture_mode);
     radio("shipping_fee", s.shipping_fee);
     radio("unknown_origin", s.unknown_origin);
+    $("extend_authorization").checked = Boolean(s.extend_authorization);
     $("username").value = s.username || "";
     $("api_key").value = "";
     $("base_url").value = s.base_url || "";
@@ -670,6 +741,7 @@
       capture_mode: radioValue("capture_mode"),
       shipping_fee: radioValue("shipping_fee"),
       unknown_origin: radioValue("unknown_origin"),
+      extend_authorization: $("extend_authorization").checked,
     };
     const key = $("api_key").value;
     if (key.trim()) value.api_key = key;

@@ -5,8 +5,8 @@ Every step checks whether it was done already: SQLite runs DDL outside a transac
 migration killed halfway (see the ``mid-migration`` crash point) is simply run again.
 Rows reported before this revision were sent: they get state ``sent``.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-10
 """
 
@@ -19,8 +19,8 @@ from alembic import op
 
 from plugin.service.crashpoints import crash_point
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
