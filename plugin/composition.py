@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -55,8 +56,23 @@ class Services:
 
     def worker(self, config: WorkerConfig | None = None, worker_id: str | None = None) -> Worker:
         return Worker(
-            self.store, self.platform, self.provider, config=config, worker_id=worker_id, classify=classify
+            self.store,
+            self.platform,
+            self.provider,
+            config=config or worker_config(self.settings),
+            worker_id=worker_id,
+            classify=classify,
         )
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    """The worker's lease, backoff and sweep from KOM_* settings (README, "Configuration")."""
+    return WorkerConfig(
+        lease=timedelta(seconds=settings.lease_seconds),
+        base_delay=timedelta(seconds=settings.retry_base_seconds),
+        max_delay=timedelta(seconds=settings.retry_max_seconds),
+        sweep_every=timedelta(seconds=settings.sweep_interval_seconds),
+    )
 
 
 @functools.cache
@@ -94,8 +110,8 @@ def classify(exc: Exception) -> Permanent | None:
         reason = "The provider does not know this order (HTTP 404): check environment and region."
     elif isinstance(exc, NotAllowed):
         reason = f"The provider refused: {exc}"
-    elif exc.status_code == 429 or exc.status_code >= 500:
-        return None
+    elif exc.status_code in (409, 429) or exc.status_code >= 500:
+        return None  # 409: the same idempotency key is still in flight; 429: rate limited
     else:
         reason = f"The provider rejected a request: {exc}"
     return Permanent(reason, correlation_id=exc.correlation_id)

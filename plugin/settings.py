@@ -45,6 +45,24 @@ class Settings(BaseSettings):
     provider_max_attempts: int = Field(
         4, ge=1, le=10, description="Attempts per provider call (retries on 429, 5xx, timeouts)."
     )
+    lease_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        description="How long a worker's claim on an order lasts unless renewed (it is renewed every "
+        "third of it while the worker works on the order): a crashed worker's orders are taken over "
+        "after at most this long.",
+    )
+    sweep_interval_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How often each worker re-plans every order the platform changed since its last "
+        "sweep: the bound on how long a lost webhook delays work.",
+    )
+    retry_base_seconds: float = Field(
+        5.0, gt=0, description="First backoff after a transient failure; doubles per attempt."
+    )
+    retry_max_seconds: float = Field(1800.0, gt=0, description="Longest backoff between two attempts.")
     authorization_warning_hours: float = Field(
         48.0,
         gt=0,

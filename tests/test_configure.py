@@ -110,7 +110,9 @@ async def test_the_key_comes_from_stdin_or_the_environment_never_argv(setup: Set
 async def test_a_channel_keeps_its_saved_key_and_policies(setup: Setup) -> None:
     args = configure("--region", "eu", "--channel", "se", "--shipping-fee", "last_parcel", "--api-key-stdin")
     assert (await setup.kom(*args, stdin=DEMO_API_KEY))[0] == 0
-    code, out, _ = await setup.kom(*configure("--region", "eu", "--channel", "se", "--capture-mode", "manual"))
+    code, out, _ = await setup.kom(
+        *configure("--region", "eu", "--channel", "se", "--capture-mode", "manual")
+    )
     assert code == 0 and "for channel se of" in out and "(the saved one, unchanged)" in out
     saved = await setup.store.settings_for(1, "se")
     assert saved is not None and (saved.region, saved.shipping_fee, saved.api_key) == (

@@ -199,19 +199,19 @@ class SaleorClient:
         return ReportResult(already_processed=bool(report.get("alreadyProcessed")), errors=errors)
 
     async def recent_orders(
-        self, updated_since: datetime, first: int = 100, *, limit: int = 5000
+        self, updated_since: datetime, first: int = 100, *, limit: int | None = None
     ) -> list[str]:
         """Ids of orders updated since ``updated_since`` (oldest change first), for the sweep.
 
-        Pages through ``first`` orders at a time (Saleor allows at most 100), stopping at
-        ``limit`` ids so one sweep stays bounded; the next sweep continues from there.
+        Pages through ``first`` orders at a time (Saleor allows at most 100), through all of
+        them unless ``limit`` stops earlier (the sweep must see every changed order).
         """
         if updated_since.tzinfo is None:
             raise ValueError("updated_since must be timezone-aware")
         page = max(1, min(first, _MAX_PAGE))
         ids: list[str] = []
         after: str | None = None
-        while len(ids) < limit:
+        while limit is None or len(ids) < limit:
             variables = {"since": updated_since.isoformat(), "first": page, "after": after}
             data = await self._execute("recent_orders", variables)
             orders = data.get("orders")
@@ -222,7 +222,7 @@ class SaleorClient:
             after = info.get("endCursor")
             if not info.get("hasNextPage") or not after:
                 break
-        return ids[:limit]
+        return ids if limit is None else ids[:limit]
 
     async def _execute(self, name: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         request = GraphQLRequest(document(name), variable_values=variables)

@@ -6,10 +6,10 @@ from datetime import datetime
 
 import httpx
 
-from adapters.saleor.client import SaleorClient, SaleorError
+from adapters.saleor.client import SaleorClient
 from adapters.saleor.snapshot import order_snapshot
 from plugin.domain.money import to_major
-from plugin.service.ports import PlatformOrder, TransactionReport
+from plugin.service.ports import PlatformOrder, ReportRefused, TransactionReport
 from plugin.service.records import Installation
 
 
@@ -42,7 +42,7 @@ class SaleorPlatform:
         )
         if result.errors and not result.already_processed:
             problems = "; ".join(f"{e.code}: {e.message}" for e in result.errors)
-            raise SaleorError(f"Saleor refused the {report.type} report {report.psp_reference}: {problems}")
+            raise ReportRefused(f"Saleor refused the {report.type} report {report.psp_reference}: {problems}")
 
     async def recent_orders(self, since: datetime) -> list[str]:
         return await self._client.recent_orders(since)

@@ -17,6 +17,7 @@ from plugin.service.records import (
     FindingRecord,
     Installation,
     OrderJob,
+    Outcome,
     StoredRequest,
 )
 
@@ -77,12 +78,30 @@ class TransactionReport:
     external_url: str | None = None
 
 
+@dataclass(frozen=True)
+class OutboxReport:
+    """A report waiting in KOM's outbox (or sent, or refused by the platform)."""
+
+    transaction_id: str
+    report: TransactionReport
+    id: int | None = None
+    state: str = "pending"  # pending | sent | refused
+    error: str | None = None
+
+
+class ReportRefused(Exception):
+    """The platform answered and will not record this report (e.g. Saleor's
+    ``transactionEventReport`` errors). Sending it again cannot help; other reports go on."""
+
+
 class Platform(Protocol):
     """One installation on a shop platform (Saleor, Shopify, ...)."""
 
     async def fetch_order(self, order_id: str) -> PlatformOrder: ...
 
-    async def report(self, transaction_id: str, report: TransactionReport) -> None: ...
+    async def report(self, transaction_id: str, report: TransactionReport) -> None:
+        """Record the outcome on the platform's payment; ``ReportRefused`` when it will not."""
+        ...
 
     async def recent_orders(self, since: datetime) -> list[str]:
         """Ids of orders changed since ``since`` (for the sweep that catches lost webhooks)."""
@@ -142,11 +161,34 @@ class WorkStore(Protocol):
 
     async def mark_done(self, request_ids: Sequence[int]) -> None: ...
 
-    async def reported(self, installation_id: int, psp_references: Sequence[str]) -> set[tuple[str, str]]: ...
+    async def renew(self, job: OrderJob, worker_id: str, lease: timedelta) -> bool:
+        """Extend the lease on ``job``; False when the worker no longer holds it."""
+        ...
 
-    async def add_report(
-        self, installation_id: int, psp_reference: str, type: str, amount: int, message: str
-    ) -> None: ...
+    async def outcomes(self, installation_id: int, provider_order_id: str) -> list[Outcome]: ...
+
+    async def record_outcome(
+        self, installation_id: int, platform_order_id: str, provider_order_id: str, outcome: Outcome
+    ) -> None:
+        """Record (or complete) the outcome of one action; a ``done`` record is never replaced."""
+        ...
+
+    async def queue_reports(
+        self,
+        installation_id: int,
+        platform_order_id: str,
+        reports: Sequence[OutboxReport],
+        done_request_ids: Sequence[int],
+    ) -> None:
+        """Put reports in the outbox (the first wording of a report wins) and mark the
+        requests they answer done, in one transaction."""
+        ...
+
+    async def order_reports(self, installation_id: int, platform_order_id: str) -> list[OutboxReport]: ...
+
+    async def report_sent(self, report_id: int) -> None: ...
+
+    async def report_refused(self, report_id: int, error: str) -> None: ...
 
     async def order_job(self, installation_id: int, platform_order_id: str) -> OrderJob | None: ...
 

@@ -94,6 +94,30 @@ class StoredRequest:
     done: bool
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the provider answered to one action, recorded the moment the answer came.
+
+    Reports are made from these records, not from a re-read of the provider (which may lag
+    behind a write), so a report sent again says the same thing. ``started`` is written
+    before the call: after a crash it says what KOM meant to do (e.g. that a refund was one
+    KOM made on its own), and the provider's record tells whether it happened.
+    """
+
+    key: str
+    """The capture's or refund's ``reference`` (how the provider's record names it), else the action key."""
+    kind: str  # capture | refund | shipping_info | release | cancel
+    status: str  # started | done | failed
+    amount: int = 0
+    provider_id: str | None = None  # capture id, refund id
+    request_id: str | None = None  # the platform request (refund, cancel) it answers
+    parcel: int | None = None
+    capture: str | None = None  # refunds: the capture (id or reference) it is booked on
+    automatic: bool = False  # a refund KOM made on its own, with no platform request
+    message: str | None = None  # why it failed, for the merchant
+    correlation_id: str | None = None
+
+
 class RequestConflict(Exception):
     """A request whose identity is on record for another order: refused, never merged."""
 

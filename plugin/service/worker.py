@@ -1,10 +1,17 @@
 """The worker: claims due orders and brings each one in sync, one order at a time.
 
-For one order: a fresh platform snapshot plus the provider's order -> plan -> actions
-(sync.py) -> cancel requests -> outcomes reported to the platform. Transient failures are
-retried with exponential backoff; after ``max_attempts`` the order is parked as "needs
-attention" with the reason. A periodic sweep re-enqueues recently changed orders, so a
-webhook that never arrived delays work but never loses it.
+For one order: a fresh platform snapshot plus the provider's order -> plan -> each action
+carried out on its own, its outcome recorded the moment the provider answers (sync.py) ->
+cancel requests -> reports made from the records into an outbox -> each report sent on its
+own. What was done is always reported, whatever failed after it; a report the platform
+refuses is kept as refused and holds back no other.
+
+Transient failures (of an action, a report or the whole pass) bring the order back with
+exponential backoff; after ``max_attempts`` it is parked as "needs attention". Permanent
+ones fail only what they belong to and are listed as needs attention. While a pass runs
+its lease is renewed, so a short lease (20 s by default) only runs out when the worker
+died; another worker then takes the order over. A periodic sweep re-plans every order the
+platform changed lately, so a webhook that never arrived delays work but never loses it.
 """
 
 from __future__ import annotations
@@ -14,39 +21,52 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from plugin.domain.actions import CaptureAction, idempotency_key
-from plugin.domain.money import format_money
-from plugin.service.ports import PaymentProvider, Platform, PlatformOrder, TransactionReport, WorkStore
-from plugin.service.records import ChannelSettings, Installation, OrderJob, StoredRequest
-from plugin.service.reporting import RefundRecord, capture_reports, refund_reports
+from plugin.domain.provider import ProviderOrder
+from plugin.service.crashpoints import crash_point
+from plugin.service.ports import PaymentProvider, Platform, ReportRefused, WorkStore
+from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
+from plugin.service.reporting import adopt, compose, failure_attention, lasting_attention, requested_cancel
 from plugin.service.requests import refund_from_json
-from plugin.service.sync import SyncResult, sync_order
+from plugin.service.sync import Classify, Permanent, Record, SyncResult, sync_order
+
+__all__ = ["Permanent", "Worker", "WorkerConfig"]
 
 log = logging.getLogger("kom.worker")
 
 PlatformFactory = Callable[[Installation], Platform]
 ProviderFactory = Callable[[ChannelSettings], PaymentProvider]
 
-
-class Permanent(Exception):
-    """A failure retrying will not fix (wrong credentials, order unknown to the provider...)."""
-
-    def __init__(self, message: str, correlation_id: str | None = None) -> None:
-        super().__init__(message)
-        self.correlation_id = correlation_id
+# Sweeps overlap by this much, so a change stamped just before the last sweep (or by a
+# platform clock a little behind KOM's) is still seen.
+SWEEP_OVERLAP = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    lease: timedelta = timedelta(seconds=120)
+    lease: timedelta = timedelta(seconds=20)
+    """How long a claim lasts without renewal; renewed every third of it while a pass runs."""
     max_attempts: int = 8
     base_delay: timedelta = timedelta(seconds=5)
     max_delay: timedelta = timedelta(minutes=30)
     idle_sleep: float = 0.5
     sweep_every: timedelta = timedelta(minutes=10)
+    sweep_lookback: timedelta = timedelta(days=1)
+    """How far back the first sweep after start looks."""
+
+
+@dataclass
+class PassOutcome:
+    state: str = "in_sync"
+    reason: str | None = None
+    provider_order_id: str | None = None
+    retry: list[str] = field(default_factory=list)
+    """Transient problems: the order comes back after a backoff."""
+    correlation_id: str | None = None
+    """The provider's id of the call behind the first permanent failure (for its support)."""
 
 
 class Worker:
@@ -58,7 +78,7 @@ class Worker:
         *,
         config: WorkerConfig | None = None,
         worker_id: str | None = None,
-        classify: Callable[[Exception], Permanent | None] = lambda _: None,
+        classify: Classify = lambda _: None,
     ) -> None:
         self.store = store
         self.platforms = platforms
@@ -99,47 +119,87 @@ class Worker:
         return count
 
     async def process(self, job: OrderJob) -> None:
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(job, lost))
         try:
-            state, reason, provider_order_id = await self._sync(job)
+            outcome = await self._sync(job)
         except Exception as exc:
             permanent = exc if isinstance(exc, Permanent) else self.classify(exc)
-            give_up = permanent is not None or job.attempts >= self.config.max_attempts
             error = str(permanent or exc) or type(exc).__name__
-            delay = min(self.config.base_delay * 2 ** max(job.attempts - 1, 0), self.config.max_delay)
-            log.warning(
-                "order %s: %s (attempt %d%s)",
-                job.platform_order_id,
-                error,
-                job.attempts,
-                ", needs attention" if give_up else f", retry in {delay.total_seconds():.0f}s",
-                exc_info=permanent is None,
-                extra=_context(job, permanent.correlation_id if permanent else None),
-            )
-            await self.store.retry_later(
-                job,
-                error=error,
-                delay=delay,
-                give_up=give_up,
-                correlation_id=permanent.correlation_id if permanent else None,
-            )
+            if not lost.is_set():
+                await self._retry_later(job, [error], permanent, exc_info=permanent is None)
             return
-        kept = await self.store.finish(job, state=state, reason=reason, provider_order_id=provider_order_id)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if lost.is_set():
+            log.warning("order %s: lease lost during the pass; left to its new holder", job.platform_order_id)
+            return
+        if outcome.retry:
+            await self._retry_later(job, outcome.retry, None)
+            return
+        kept = await self.store.finish(
+            job,
+            state=outcome.state,
+            reason=outcome.reason,
+            provider_order_id=outcome.provider_order_id,
+            correlation_id=outcome.correlation_id,
+        )
         log.info(
             "order %s: %s%s",
             job.platform_order_id,
-            state,
+            outcome.state,
             "" if kept else " (changed meanwhile, runs again)",
             extra=_context(job),
         )
 
-    async def _sync(self, job: OrderJob) -> tuple[str, str | None, str | None]:
+    async def _retry_later(
+        self,
+        job: OrderJob,
+        errors: list[str],
+        permanent: Permanent | None,
+        *,
+        exc_info: bool = False,
+    ) -> None:
+        give_up = permanent is not None or job.attempts >= self.config.max_attempts
+        error = " ".join(dict.fromkeys(errors))
+        delay = min(self.config.base_delay * 2 ** max(job.attempts - 1, 0), self.config.max_delay)
+        correlation_id = permanent.correlation_id if permanent else None
+        log.warning(
+            "order %s: %s (attempt %d%s)",
+            job.platform_order_id,
+            error,
+            job.attempts,
+            ", needs attention" if give_up else f", retry in {delay.total_seconds():g}s",
+            exc_info=exc_info,
+            extra=_context(job, correlation_id),
+        )
+        await self.store.retry_later(
+            job, error=error, delay=delay, give_up=give_up, correlation_id=correlation_id
+        )
+
+    async def _heartbeat(self, job: OrderJob, lost: asyncio.Event) -> None:
+        """Renew the lease while the pass runs; a worker that died stops renewing it."""
+        while True:
+            await asyncio.sleep(self.config.lease.total_seconds() / 3)
+            try:
+                held = await self.store.renew(job, self.worker_id, self.config.lease)
+            except Exception:  # the database hiccuped: the next beat tries again
+                log.warning("order %s: could not renew the lease", job.platform_order_id, exc_info=True)
+                continue
+            if not held:
+                lost.set()
+                return
+
+    async def _sync(self, job: OrderJob) -> PassOutcome:
         installation = await self.store.installation(job.installation_id)
         if installation is None:
-            return "in_sync", "The installation was removed.", None
+            return PassOutcome(reason="The installation was removed.")
         platform = self.platforms(installation)
         snapshot = await platform.fetch_order(job.platform_order_id)
         if snapshot.provider_order_id is None or snapshot.transaction_id is None:
-            return "in_sync", "No Klarna/Kustom payment of KOM's on this order.", None
+            return PassOutcome(reason="No Klarna/Kustom payment of KOM's on this order.")
         settings = await self.store.settings_for(installation.id, snapshot.channel)
         if settings is None:
             raise Permanent(
@@ -148,91 +208,178 @@ class Worker:
             )
         requests = await self.store.requests_for(installation.id, job.platform_order_id)
         # Finished requests stay out of the plan: their refunds are on the provider's record
-        # (and in the ledger) already, and a refused one was reported as failed.
-        refunds = [r for r in requests if r.kind == "refund" and not r.done]
-        charge_requested = any(r.kind == "charge" and not r.done for r in requests)
+        # (and in the ledger) already, and a refused one was answered as failed.
+        open_requests = [r for r in requests if not r.done]
+        refunds = [r for r in open_requests if r.kind == "refund"]
+        charge_requested = any(r.kind == "charge" for r in open_requests)
         order = replace(snapshot.order, refunds=tuple(refund_from_json(r.body) for r in refunds))
         provider = self.providers(settings)
         provider_id = snapshot.provider_order_id
+
+        async def record(outcome: Outcome) -> None:
+            await self.store.record_outcome(installation.id, job.platform_order_id, provider_id, outcome)
+
+        known = await self.store.outcomes(installation.id, provider_id)
         result = await sync_order(
-            order, provider_id, provider, settings.policy(charge_requested=charge_requested)
+            order,
+            provider_id,
+            provider,
+            settings.policy(charge_requested=charge_requested),
+            record=record,
+            classify=self.classify,
+            refused={o.key: o for o in known if o.status == "failed"},
         )
-        # Re-read only when something changed: the read before acting is still current otherwise.
-        state = result.state if not result.done and result.state else await provider.get_order(provider_id)
-        reports = capture_reports(state, provider.portal_url(provider_id))
-        records = [
-            RefundRecord(r.request_id, r.psp_reference, r.body.get("amount")) for r in refunds if not r.done
+        assert result.state is not None
+        # Captures and refunds made before a crash that kept KOM from recording them.
+        for adopted in adopt(result.state, known, [r.request_id for r in requests]):
+            await record(adopted)
+        state = await self._fresh(provider, provider_id, result)
+        retry = [f"{f.action.key}: {f.reason}" for f in result.transient]
+        recorded = {o.key: o for o in await self.store.outcomes(installation.id, provider_id)}
+        for request in (r for r in open_requests if r.kind == "cancel"):
+            earlier = recorded.get(f"cancel:{request.request_id}")
+            if earlier is None or earlier.status == "started":
+                problem = await self._cancel(request, provider, provider_id, result, earlier, record)
+                if problem:
+                    retry.append(problem)
+
+        outcomes = await self.store.outcomes(installation.id, provider_id)
+        composed = compose(
+            outcomes, open_requests, result, state, snapshot.transaction_id, provider.portal_url(provider_id)
+        )
+        for rest in composed.rests:
+            await record(rest)
+        await self.store.queue_reports(
+            installation.id, job.platform_order_id, composed.reports, [r.id for r in composed.finished]
+        )
+        crash_point("reports-queued")
+        retry += await self._send_reports(installation, platform, job)
+
+        attention = [r.message for r in result.refusals]
+        attention += failure_attention(result, state.currency)
+        attention += lasting_attention([*outcomes, *composed.rests], state)
+        attention += [
+            f"The platform refused the {r.report.type} report {r.report.psp_reference}: {r.error}"
+            for r in await self.store.order_reports(installation.id, job.platform_order_id)
+            if r.state == "refused"
         ]
-        finished = refund_reports(state, records, result.refusals, provider.portal_url(provider_id))
-        reports += [report for _, report in finished]
-        cancels = [r for r in requests if r.kind == "cancel" and not r.done]
-        reports += [await self._cancel(r, provider, provider_id, snapshot) for r in cancels]
-        charges = [r for r in requests if r.kind == "charge" and not r.done]
-        reports += [_close_charge(r, result, snapshot.order.currency) for r in charges]
-        await self._report(installation, platform, snapshot, reports)
-        done_ids = {r.request_id for r, _ in finished}
-        await self.store.mark_done(
-            [r.id for r in requests if r.request_id in done_ids or r.kind in {"cancel", "charge"}]
-        )
-        if result.refusals:
-            return "needs_attention", " ".join(r.message for r in result.refusals), provider_id
-        return "in_sync", None, provider_id
+        correlation_id = next((f.correlation_id for f in result.failed if f.correlation_id), None)
+        if attention:
+            reason = " ".join(dict.fromkeys(attention))
+            return PassOutcome("needs_attention", reason, provider_id, retry, correlation_id)
+        return PassOutcome("in_sync", None, provider_id, retry)
+
+    async def _fresh(self, provider: PaymentProvider, provider_id: str, result: SyncResult) -> ProviderOrder:
+        """The provider's order after acting, for the invoice names in messages. The records
+        stay the truth: a read that lags behind a write changes no amount."""
+        assert result.state is not None
+        if not result.done:
+            return result.state
+        try:
+            return await provider.get_order(provider_id)
+        except Exception:
+            log.info("re-read of %s failed; messages use the read before acting", provider_id, exc_info=True)
+            return result.state
 
     async def _cancel(
-        self, request: StoredRequest, provider: PaymentProvider, provider_id: str, snapshot: PlatformOrder
-    ) -> TransactionReport:
-        """Cancel what is left: the whole order before any capture, else release the rest."""
-        state = await provider.get_order(provider_id)
-        currency = snapshot.order.currency
-        left = state.remaining_authorized_amount
-        if left <= 0:
-            message = "Nothing left to cancel: the authorization is fully captured or released."
-            return TransactionReport("CANCEL_FAILURE", request.psp_reference, 0, currency, message)
-        key = idempotency_key(provider_id, f"cancel:{request.request_id}")
-        if state.captures:
-            await provider.release_remaining_authorization(provider_id, key)
-            message = f"Released the remaining authorization of {format_money(left, currency)}."
-        else:
-            await provider.cancel(provider_id, key)
-            message = f"Cancelled the order; {format_money(left, currency)} released."
-        return TransactionReport(
-            "CANCEL_SUCCESS", request.psp_reference, left, currency, message, provider.portal_url(provider_id)
-        )
-
-    async def _report(
         self,
-        installation: Installation,
-        platform: Platform,
-        snapshot: PlatformOrder,
-        reports: list[TransactionReport],
-    ) -> None:
-        assert snapshot.transaction_id is not None
-        done = await self.store.reported(installation.id, [r.psp_reference for r in reports])
-        for report in reports:
-            if (report.psp_reference, report.type) in done:
-                continue
-            await platform.report(snapshot.transaction_id, report)
-            await self.store.add_report(
-                installation.id, report.psp_reference, report.type, report.amount, report.message
+        request: StoredRequest,
+        provider: PaymentProvider,
+        provider_id: str,
+        result: SyncResult,
+        earlier: Outcome | None,
+        record: Record,
+    ) -> str | None:
+        """Cancel what is left: the whole order before any capture, else release the rest.
+
+        Carried out with its own idempotency key, even after a crash (the same call as the
+        intent recorded then): the provider replays its first answer, so KOM never guesses
+        what an earlier attempt did. Worked out from the read before this pass's captures
+        and their recorded amounts, so a re-read lagging behind them changes nothing.
+        Returns the problem when the order must come back later.
+        """
+        key = f"cancel:{request.request_id}"
+        if result.captures_pending:
+            return f"{key}: waits until the parcels are captured"
+        before = result.state
+        assert before is not None
+        made = [d.action for d in result.done if isinstance(d.action, CaptureAction)]
+        started = earlier or Outcome(
+            key,
+            "release" if before.captures or made else "cancel",
+            "started",
+            before.remaining_authorized_amount - sum(a.captured_amount for a in made)
+            or requested_cancel(request, before.currency),
+            request_id=request.request_id,
+        )
+        kind = started.kind
+        await record(started)
+        crash_point("action-started")
+        try:
+            if kind == "release":
+                await provider.release_remaining_authorization(provider_id, idempotency_key(provider_id, key))
+            else:
+                await provider.cancel(provider_id, idempotency_key(provider_id, key))
+        except Exception as exc:
+            crash_point("provider-answered")
+            permanent = self.classify(exc)
+            if permanent is None:
+                return f"{key}: {exc or type(exc).__name__}"
+            await record(
+                replace(
+                    started, status="failed", message=str(permanent), correlation_id=permanent.correlation_id
+                )
             )
+            return None
+        crash_point("provider-answered")
+        await record(replace(started, status="done", provider_id=key))
+        crash_point("outcome-recorded")
+        return None
+
+    async def _send_reports(self, installation: Installation, platform: Platform, job: OrderJob) -> list[str]:
+        """Send each pending report on its own; the transient problems (the order comes back)."""
+        problems = []
+        for queued in await self.store.order_reports(installation.id, job.platform_order_id):
+            if queued.state != "pending" or queued.id is None:
+                continue
+            report = queued.report
+            try:
+                await platform.report(queued.transaction_id, report)
+            except ReportRefused as exc:
+                log.warning(
+                    "order %s: %s refused: %s", job.platform_order_id, report.type, exc, extra=_context(job)
+                )
+                await self.store.report_refused(queued.id, str(exc))
+                continue
+            except Exception as exc:
+                problems.append(f"report {report.type} {report.psp_reference}: {exc or type(exc).__name__}")
+                continue
+            crash_point("report-sent")
+            await self.store.report_sent(queued.id)
             log.info(
                 "order %s: reported %s %s",
-                snapshot.order.id,
+                job.platform_order_id,
                 report.type,
                 report.message,
-                extra={"installation": installation.id, "order": snapshot.order.id},
+                extra=_context(job),
             )
+        return problems
 
     async def maybe_sweep(self) -> None:
         now = self.store.clock()
         if self._last_sweep is not None and now - self._last_sweep < self.config.sweep_every:
             return
-        since = (self._last_sweep or now - timedelta(days=1)) - timedelta(minutes=5)
+        since = (self._last_sweep or now - self.config.sweep_lookback) - SWEEP_OVERLAP
         self._last_sweep = now
         await self.sweep(since)
 
     async def sweep(self, since: datetime) -> int:
-        """Enqueue orders changed since ``since`` on every installation (lost webhooks)."""
+        """Re-plan every order the platform changed since ``since``, on every installation.
+
+        The platform's own change time decides, not KOM's: an order KOM synced a minute ago
+        whose next webhook was lost is listed too. Planning is idempotent, so re-planning an
+        order that is in sync costs two reads and changes nothing.
+        """
         count = 0
         for installation in await self.store.installations():
             try:
@@ -240,36 +387,14 @@ class Worker:
             except Exception:
                 log.warning("sweep of %s failed; next sweep tries again", installation.api_url, exc_info=True)
                 continue
-            for order_id in order_ids:
-                existing = await self.store.order_job(installation.id, order_id)
-                if (
-                    existing is None
-                    or existing.state != "in_sync"
-                    or existing.updated_at is None
-                    or existing.updated_at < since
-                ):
-                    await self.store.touch_order(installation.id, order_id)
-                    count += 1
+            # Together: the store writes hints that arrive at once in one transaction.
+            await asyncio.gather(
+                *(self.store.touch_order(installation.id, order_id) for order_id in order_ids)
+            )
+            count += len(order_ids)
         if count:
-            log.info("sweep enqueued %d orders", count)
+            log.info("sweep re-planned %d orders", count)
         return count
-
-
-def _close_charge(request: StoredRequest, result: SyncResult, currency: str) -> TransactionReport:
-    """Resolve a dashboard "capture" request: parcels were captured (and reported) one by one.
-
-    Each parcel is its own invoice and its own charge on the platform, so the request
-    itself is closed without an amount of its own, saying what was captured instead.
-    """
-    made = [d.action for d in result.done if isinstance(d.action, CaptureAction)]
-    if made:
-        listed = ", ".join(f"parcel {a.parcel} {format_money(a.captured_amount, currency)}" for a in made)
-        message = f"Captured per parcel, each reported as its own charge: {listed}."
-    else:
-        message = (
-            "Nothing to capture: no fulfilled parcel is waiting. KOM captures each parcel when it ships."
-        )
-    return TransactionReport("CHARGE_FAILURE", request.psp_reference, 0, currency, message)
 
 
 def _context(job: OrderJob, correlation_id: str | None = None) -> dict[str, object]:

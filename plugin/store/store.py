@@ -25,12 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from plugin.observability import ORDER_SECONDS, ORDERS_PROCESSED
+from plugin.service.ports import OutboxReport, TransactionReport
 from plugin.service.records import (
     AuthorizationRecord,
     ChannelSettings,
     FindingRecord,
     Installation,
     OrderJob,
+    Outcome,
     RequestConflict,
     StoredRequest,
 )
@@ -215,7 +217,7 @@ class Store:
             )
 
     async def delete_installation(self, api_url: str) -> bool:
-        """Drop an installation with its settings, secrets, orders, requests and reports."""
+        """Drop an installation with its settings, secrets, orders, requests, outcomes and reports."""
         self._installations.pop(api_url, None)
         async with self._write() as conn:
             row = (
@@ -223,7 +225,16 @@ class Store:
             ).first()
             if row is None:
                 return False
-            for table in (t.channel_settings, t.orders, t.requests, t.reports, t.findings, t.authorizations):
+            tables = (
+                t.channel_settings,
+                t.orders,
+                t.requests,
+                t.reports,
+                t.outcomes,
+                t.findings,
+                t.authorizations,
+            )
+            for table in tables:
                 await conn.execute(delete(table).where(table.c.installation_id == row.id))
             await conn.execute(delete(t.installations).where(t.installations.c.id == row.id))
         return True
@@ -413,6 +424,16 @@ class Store:
         self._claimed[row.id] = time.monotonic()
         return _job(row)
 
+    async def renew(self, job: OrderJob, worker_id: str, lease: timedelta) -> bool:
+        """The worker's heartbeat: push the lease out while it still holds it."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(t.orders)
+                .where((t.orders.c.id == job.id) & (t.orders.c.lease_owner == worker_id))
+                .values(lease_expires_at=self.clock() + lease)
+            )
+        return bool(result.rowcount)
+
     async def finish(
         self,
         job: OrderJob,
@@ -475,8 +496,25 @@ class Store:
         self._observe(job, "gave_up" if give_up else "retry")
 
     async def retry_now(self, installation_id: int, platform_order_id: str) -> bool:
-        """An operator asked to retry an order (e.g. after fixing settings)."""
+        """An operator asked to retry an order (e.g. after fixing settings): actions the
+        provider refused are tried again, and reports the platform refused are sent again."""
         async with self._write() as conn:
+            await conn.execute(
+                delete(t.outcomes).where(
+                    (t.outcomes.c.installation_id == installation_id)
+                    & (t.outcomes.c.platform_order_id == platform_order_id)
+                    & (t.outcomes.c.status == "failed")
+                )
+            )
+            await conn.execute(
+                update(t.reports)
+                .where(
+                    (t.reports.c.installation_id == installation_id)
+                    & (t.reports.c.platform_order_id == platform_order_id)
+                    & (t.reports.c.state == "refused")
+                )
+                .values(state="pending")
+            )
             result = await conn.execute(
                 update(t.orders)
                 .where(
@@ -635,39 +673,158 @@ class Store:
         async with self._write() as conn:
             await conn.execute(update(t.requests).where(t.requests.c.id.in_(request_ids)).values(done=True))
 
-    # -- outcomes reported to the platform -----------------------------------------------
+    # -- outcomes of provider actions, and the outbox of reports ---------------------------
 
-    async def reported(self, installation_id: int, psp_references: Sequence[str]) -> set[tuple[str, str]]:
-        if not psp_references:
-            return set()
+    async def outcomes(self, installation_id: int, provider_order_id: str) -> list[Outcome]:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(t.reports.c.psp_reference, t.reports.c.type).where(
-                        (t.reports.c.installation_id == installation_id)
-                        & t.reports.c.psp_reference.in_(psp_references)
+                    select(t.outcomes)
+                    .where(
+                        (t.outcomes.c.installation_id == installation_id)
+                        & (t.outcomes.c.provider_order_id == provider_order_id)
                     )
+                    .order_by(t.outcomes.c.id)
                 )
             ).all()
-        return {(r.psp_reference, r.type) for r in rows}
+        return [
+            Outcome(
+                key=r.key,
+                kind=r.kind,
+                status=r.status,
+                amount=r.amount,
+                provider_id=r.provider_id,
+                request_id=r.request_id,
+                parcel=r.parcel,
+                capture=r.capture,
+                automatic=r.automatic,
+                message=r.message,
+                correlation_id=r.correlation_id,
+            )
+            for r in rows
+        ]
 
-    async def add_report(
-        self, installation_id: int, psp_reference: str, type: str, amount: int, message: str
+    async def record_outcome(
+        self, installation_id: int, platform_order_id: str, provider_order_id: str, outcome: Outcome
     ) -> None:
-        try:
-            async with self._write() as conn:
+        """Record one action's outcome. A ``done`` record stays as it is (the provider's first
+        answer is the truth), and ``started`` never replaces an answer already recorded."""
+        now = self.clock()
+        values = {
+            "platform_order_id": platform_order_id,
+            "kind": outcome.kind,
+            "status": outcome.status,
+            "amount": outcome.amount,
+            "provider_id": outcome.provider_id,
+            "request_id": outcome.request_id,
+            "parcel": outcome.parcel,
+            "capture": outcome.capture,
+            "automatic": outcome.automatic,
+            "message": outcome.message,
+            "correlation_id": outcome.correlation_id,
+            "updated_at": now,
+        }
+        key = (
+            (t.outcomes.c.installation_id == installation_id)
+            & (t.outcomes.c.provider_order_id == provider_order_id)
+            & (t.outcomes.c.key == outcome.key)
+        )
+        async with self._write() as conn:
+            existing = (await conn.execute(select(t.outcomes.c.status).where(key))).first()
+            if existing is None:
                 await conn.execute(
-                    insert(t.reports).values(
+                    insert(t.outcomes).values(
+                        **values,
                         installation_id=installation_id,
-                        psp_reference=psp_reference,
-                        type=type,
-                        amount=amount,
-                        message=message,
-                        created_at=self.clock(),
+                        provider_order_id=provider_order_id,
+                        key=outcome.key,
+                        created_at=now,
                     )
                 )
-        except IntegrityError:
-            pass
+            elif existing.status != "done" and not (
+                outcome.status == "started" and existing.status != "started"
+            ):
+                await conn.execute(update(t.outcomes).where(key).values(**values))
+
+    async def queue_reports(
+        self,
+        installation_id: int,
+        platform_order_id: str,
+        reports: Sequence[OutboxReport],
+        done_request_ids: Sequence[int],
+    ) -> None:
+        """Put reports in the outbox and mark the requests they answer done, atomically.
+
+        A report already in the outbox (same pspReference and type) keeps its first
+        wording: the platform then sees one outcome, said one way, however often it is sent.
+        """
+        now = self.clock()
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        async with self._write() as conn:
+            for queued in reports:
+                report = queued.report
+                statement = dialect.insert(t.reports).values(
+                    installation_id=installation_id,
+                    platform_order_id=platform_order_id,
+                    transaction_id=queued.transaction_id,
+                    psp_reference=report.psp_reference,
+                    type=report.type,
+                    amount=report.amount,
+                    currency=report.currency,
+                    message=report.message,
+                    external_url=report.external_url,
+                    state="pending",
+                    created_at=now,
+                )
+                await conn.execute(
+                    statement.on_conflict_do_nothing(
+                        index_elements=["installation_id", "psp_reference", "type"]
+                    )
+                )
+            if done_request_ids:
+                await conn.execute(
+                    update(t.requests).where(t.requests.c.id.in_(done_request_ids)).values(done=True)
+                )
+
+    async def order_reports(self, installation_id: int, platform_order_id: str) -> list[OutboxReport]:
+        """The order's reports in the outbox, oldest first (reports from before the outbox: none)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.reports)
+                    .where(
+                        (t.reports.c.installation_id == installation_id)
+                        & (t.reports.c.platform_order_id == platform_order_id)
+                    )
+                    .order_by(t.reports.c.id)
+                )
+            ).all()
+        return [
+            OutboxReport(
+                transaction_id=r.transaction_id or "",
+                report=TransactionReport(
+                    r.type, r.psp_reference, r.amount, r.currency or "", r.message or "", r.external_url
+                ),
+                id=r.id,
+                state=r.state,
+                error=r.error,
+            )
+            for r in rows
+        ]
+
+    async def report_sent(self, report_id: int) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(t.reports)
+                .where(t.reports.c.id == report_id)
+                .values(state="sent", error=None, sent_at=self.clock())
+            )
+
+    async def report_refused(self, report_id: int, error: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(t.reports).where(t.reports.c.id == report_id).values(state="refused", error=error)
+            )
 
     # -- needs-attention findings and authorization expiry (kom reconcile, the clock) ------
 

@@ -135,6 +135,8 @@ requests = Table(
     Index("ix_requests_order", "installation_id", "platform_order_id"),
 )
 
+# Outcomes to report to the platform: an outbox. A row is written once (the first wording
+# wins, so a retried report says the same thing), sent, and marked sent or refused.
 reports = Table(
     "reports",
     metadata,
@@ -145,7 +147,41 @@ reports = Table(
     Column("amount", Integer, nullable=False),
     Column("message", Text),
     Column("created_at", UTC_DateTime(), nullable=False),
+    Column("platform_order_id", String(255)),
+    Column("transaction_id", String(255)),
+    Column("currency", String(3)),
+    Column("external_url", Text),
+    Column("state", String(16), nullable=False, server_default="sent"),  # pending | sent | refused
+    Column("error", Text),
+    Column("sent_at", UTC_DateTime()),
     UniqueConstraint("installation_id", "psp_reference", "type"),
+    Index("ix_reports_order", "installation_id", "platform_order_id", "state"),
+)
+
+# What the provider answered to each action KOM took (or what KOM found on the provider's
+# record after a crash), written the moment the answer arrives; reports are made from it.
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("platform_order_id", String(255), nullable=False),
+    Column("provider_order_id", String(255), nullable=False),
+    Column("key", String(255), nullable=False),  # capture/refund reference, else the action key
+    Column("kind", String(16), nullable=False),  # capture | refund | shipping_info | release | cancel
+    Column("status", String(16), nullable=False),  # started | done | failed
+    Column("amount", Integer, nullable=False),
+    Column("provider_id", String(255)),
+    Column("request_id", String(255)),
+    Column("parcel", Integer),
+    Column("capture", String(255)),
+    Column("automatic", Boolean, nullable=False),
+    Column("message", Text),
+    Column("correlation_id", String(64)),
+    Column("created_at", UTC_DateTime(), nullable=False),
+    Column("updated_at", UTC_DateTime(), nullable=False),
+    UniqueConstraint("installation_id", "provider_order_id", "key"),
+    Index("ix_outcomes_order", "installation_id", "platform_order_id"),
 )
 
 findings = Table(

@@ -25,7 +25,7 @@ from plugin.settings import Settings
 from plugin.store.secrets import SecretBox
 from plugin.store.store import ChannelSettings, Installation, Store
 from plugin.web.app import create_app
-from tests.fakes.saleor import serve_fake_saleor
+from tests.e2e.faults import LaggingReads, PlatformFaults
 from tests.fakes.saleor.driver import FakeSaleor
 from tests.fakes.saleor.install import InstalledApp
 
@@ -71,6 +71,10 @@ class World:
     store: Store
     http: httpx.AsyncClient
     clock: Clock
+    platform_faults: PlatformFaults
+    """GraphQL errors from the fake Saleor, on the wire (tests/e2e/faults.py)."""
+    lagging: LaggingReads
+    """GET order answers that lag behind the writes, on the wire."""
     app: InstalledApp | None = None
     worker: Worker = field(init=False)
     kom: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -176,14 +180,29 @@ async def world(
     )
     clock = Clock()
     sandbox = SandboxState()
+    lagging = LaggingReads(create_sandbox(sandbox))
+    saleor = FakeSaleor(**saleor_options)
+    platform_faults = PlatformFaults(saleor.asgi)
     store = await Store.open(settings.database_url, SecretBox(SECRET), clock)
     try:
         with (
-            serve_in_thread(create_sandbox(sandbox)) as klarna_url,
-            serve_fake_saleor(**saleor_options) as saleor,
+            serve_in_thread(lagging) as klarna_url,
+            serve_in_thread(platform_faults) as saleor_url,
         ):
+            saleor.base_url = saleor_url
             async with httpx.AsyncClient(timeout=20) as http:
-                built = World(saleor, sandbox, klarna_url, kom_url, settings, store, http, clock)
+                built = World(
+                    saleor,
+                    sandbox,
+                    klarna_url,
+                    kom_url,
+                    settings,
+                    store,
+                    http,
+                    clock,
+                    platform_faults,
+                    lagging,
+                )
                 built.start_kom()
                 try:
                     yield built

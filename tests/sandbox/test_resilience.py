@@ -140,6 +140,19 @@ async def test_503_fault_fails_before_applying(client: httpx.AsyncClient, state:
     assert [(r.status, r.fault) for r in state.request_log()][:2] == [(503, "status"), (201, None)]
 
 
+async def test_fault_after_lets_matching_requests_through_first(
+    client: httpx.AsyncClient, state: SandboxState
+) -> None:
+    order_id = await create_order(client)
+    state.faults.add(Fault.http_error(403, method="POST", path=r"/captures$", after=1))
+
+    first = await client.post(f"{OM}/{order_id}/captures", json=CAPTURE, headers=key("k-1"))
+    second = await client.post(f"{OM}/{order_id}/captures", json=CAPTURE, headers=key("k-2"))
+
+    assert first.status_code == 201 and second.status_code == 403
+    assert state.faults.pending() == []
+
+
 async def test_500_fault_with_custom_body(client: httpx.AsyncClient, state: SandboxState) -> None:
     state.faults.add(Fault.http_error(500))
     state.faults.add(Fault.http_error(500, error_code="UNEXPECTED_ERROR", message="Boom."))

@@ -11,14 +11,15 @@ Kinds:
 
 A fault matches when its optional `method` equals the request method and its optional
 `path` regex is found (re.search) in the request path. Each fault is consumed by the first
-request it matches. Thread-safe, because tests add faults while a server thread runs.
+request it matches, or, with `after=N`, lets N matching requests through first (e.g. the
+second refund of a split refund fails). Thread-safe, because tests add faults while a server thread runs.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from .errors import bad_value
@@ -46,6 +47,7 @@ class Fault:
     seconds: float = 0.0  # for kind "delay"
     limit: int = 50  # for kind "rate_limit": Klarna playground allows 50 req/s
     reset: int = 1  # seconds until the rate-limit window resets
+    after: int = 0  # matching requests let through before this fault applies
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -54,11 +56,14 @@ class Fault:
             re.compile(self.path)  # fail at queue time, not at match time
         if not 400 <= self.status <= 599:
             raise ValueError("fault status must be 4xx or 5xx")
+        if self.after < 0:
+            raise ValueError("fault after must be >= 0")
 
     @classmethod
     def http_error(cls, status: int = 503, *, method: str | None = None, path: str | None = None,
-                   error_code: str | None = None, message: str | None = None) -> Fault:  # fmt: skip
-        return cls("status", method, path, status=status, error_code=error_code, message=message)
+                   error_code: str | None = None, message: str | None = None,
+                   after: int = 0) -> Fault:  # fmt: skip
+        return cls("status", method, path, status=status, error_code=error_code, message=message, after=after)
 
     @classmethod
     def rate_limited(cls, *, method: str | None = None, path: str | None = None, limit: int = 50,
@@ -86,7 +91,7 @@ class Fault:
         return _DEFAULT_CODES.get(self.status, "SANDBOX_FAULT")
 
     def to_json(self) -> dict[str, object]:
-        relevant = {"kind", "method", "path", *_KIND_FIELDS[self.kind]}
+        relevant = {"kind", "method", "path", *_KIND_FIELDS[self.kind], *(("after",) if self.after else ())}
         return {k: v for k, v in self.__dict__.items() if k in relevant and v is not None}
 
 
@@ -100,10 +105,14 @@ class FaultQueue:
             self._faults.extend([fault] * count)
 
     def take(self, method: str, path: str) -> Fault | None:
-        """Remove and return the first fault matching this request."""
+        """Remove and return the first fault matching this request (one waiting ``after``
+        more matches counts this one down instead)."""
         with self._lock:
             for index, fault in enumerate(self._faults):
                 if fault.matches(method, path):
+                    if fault.after:
+                        self._faults[index] = replace(fault, after=fault.after - 1)
+                        return None
                     return self._faults.pop(index)
         return None
 
@@ -133,6 +142,7 @@ def fault_from_json(item: object, path: str = "") -> tuple[Fault, int]:
         "path": _compiles(fields.get("path")),
         "seconds": fields.get("seconds", 0) >= 0,
         "count": count >= 1,
+        "after": fields.get("after", 0) >= 0,
     }
     for key, ok in checks.items():
         if not ok:
@@ -143,6 +153,7 @@ def fault_from_json(item: object, path: str = "") -> tuple[Fault, int]:
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "kind": (str,), "method": (str,), "path": (str,), "status": (int,), "error_code": (str,),
     "message": (str,), "seconds": (int, float), "limit": (int,), "reset": (int,), "count": (int,),
+    "after": (int,),
 }  # fmt: skip
 
 
