@@ -305,8 +305,12 @@ def _reduce(picks: list[_Pick], reduction: int) -> None:
     """
     captures = list({id(p.capture): p.capture for p in picks}.values())
     nets = [max(0, sum(p.amount for p in picks if p.capture is c)) for c in captures]
+    if reduction <= 0 or not any(nets):
+        return
     for capture, part in zip(captures, split_proportionally(reduction, nets), strict=True):
         goods = [p for p in picks if p.capture is capture and p.amount > 0]
+        if part <= 0 or not goods:
+            continue
         for pick, cut in zip(goods, split_proportionally(part, [p.amount for p in goods]), strict=True):
             pick.amount -= cut
 
