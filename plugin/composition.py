@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from adapters.klarna.errors import AuthenticationFailed, NotAllowed, NotFound, Rejected
+from plugin.observability import authorization_event
 from plugin.service.connection import ConnectionResult, check_connection
 from plugin.service.ports import PaymentProvider, Platform
 from plugin.service.records import ChannelSettings, Installation
@@ -62,6 +63,7 @@ class Services:
             config=config or worker_config(self.settings),
             worker_id=worker_id,
             classify=classify,
+            observe_authorization=authorization_event,
         )
 
 
@@ -72,6 +74,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         base_delay=timedelta(seconds=settings.retry_base_seconds),
         max_delay=timedelta(seconds=settings.retry_max_seconds),
         sweep_every=timedelta(seconds=settings.sweep_interval_seconds),
+        authorization_warning=timedelta(hours=settings.authorization_warning_hours),
     )
 
 

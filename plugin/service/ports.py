@@ -128,7 +128,7 @@ class AuthorizationStore(Protocol):
     ) -> None: ...
 
 
-class WorkStore(Protocol):
+class WorkStore(AuthorizationStore, Protocol):
     """What the worker needs from KOM's database (implemented by plugin.store.store.Store)."""
 
     def clock(self) -> datetime: ...

@@ -87,7 +87,7 @@ def compose(
     planned = {a.request_id for a in result.actions if isinstance(a, RefundAction)}
     for request in requests:
         if request.kind == "refund":
-            report = _refund_answer(request, outcomes, refused.get(request.request_id), request.request_id in planned, names, currency, portal_url, out)  # noqa: E501  # fmt: skip
+            report = _refund_answer(request, outcomes, refused.get(request.request_id), request.request_id in planned, names, currency, portal_url, out, request.request_id in result.settled)  # noqa: E501  # fmt: skip
         elif request.kind == "cancel":
             report = _cancel_answer(request, outcomes, currency, portal_url)
         else:
@@ -180,6 +180,7 @@ def _refund_answer(
     currency: str,
     portal_url: str | None,
     out: Composed,
+    settled: bool = False,
 ) -> TransactionReport | None:
     """The final answer to a platform refund, once it is complete, refused or stopped."""
     mine = [
@@ -209,6 +210,9 @@ def _refund_answer(
         return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, _split_message(done, names, currency), portal_url)  # noqa: E501  # fmt: skip
     if refusal is not None and not done:
         return TransactionReport("REFUND_FAILURE", psp, wanted or 0, currency, refusal.message, portal_url)
+    if not mine and not planned and settled:
+        message = "Nothing to refund through the provider: only goods worth nothing came back."
+        return TransactionReport("REFUND_SUCCESS", psp, 0, currency, message, portal_url)
     if not mine and not planned:
         message = "Nothing refunded: the refund is worth nothing on the provider's invoices."
         return TransactionReport("REFUND_FAILURE", psp, wanted or 0, currency, message, portal_url)

@@ -37,6 +37,7 @@ from plugin.domain.policy import Policy
 from plugin.domain.provider import ProviderOrder
 from plugin.domain.references import REFUND_PREFIX, refund_reference_prefix
 from plugin.domain.snapshot import Order
+from plugin.service.adoption import adopt_foreign_captures
 from plugin.service.crashpoints import crash_point
 from plugin.service.ports import PaymentProvider
 from plugin.service.records import Outcome
@@ -84,6 +85,8 @@ class SyncResult:
     """The provider order as read before acting (still current when nothing was done)."""
     captures_pending: bool = False
     """A capture may still happen on a later pass: nothing may release the authorization yet."""
+    settled: tuple[str, ...] = ()
+    """Refund requests that need no provider refund (only goods worth nothing came back)."""
 
     @property
     def in_sync(self) -> bool:
@@ -147,7 +150,8 @@ async def sync_order(
     operator's "Retry now" clears them).
     """
     state = await provider.get_order(provider_order_id)
-    planned = plan(order, state, policy)
+    # A capture made elsewhere that holds exactly one parcel's goods stands for that parcel.
+    planned = plan(adopt_foreign_captures(order, state).order, state, policy)
     for refusal in planned.refusals:
         log.warning(
             "refused %s %s on order %s: %s",
@@ -171,7 +175,9 @@ async def execute(
 ) -> SyncResult:
     """Carry out a plan made from ``state``, each action on its own (see the module's notes)."""
     provider_order_id = state.order_id
-    result = SyncResult(refusals=list(planned.refusals), actions=planned.actions, state=state)
+    result = SyncResult(
+        refusals=list(planned.refusals), actions=planned.actions, state=state, settled=planned.settled
+    )
     context = {"provider_order": provider_order_id}
     run = _Run(result, state, refused or {})
     releases = [a for a in planned.actions if isinstance(a, ReleaseAction)]

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from plugin.domain.actions import CaptureAction, idempotency_key
 from plugin.domain.provider import ProviderOrder
+from plugin.service.authorization import enqueue_expiring, keep_authorization
 from plugin.service.crashpoints import crash_point
 from plugin.service.ports import PaymentProvider, Platform, ReportRefused, WorkStore
 from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
@@ -56,6 +57,8 @@ class WorkerConfig:
     sweep_every: timedelta = timedelta(minutes=10)
     sweep_lookback: timedelta = timedelta(days=1)
     """How far back the first sweep after start looks."""
+    authorization_warning: timedelta = timedelta(hours=48)
+    """KOM_AUTHORIZATION_WARNING_HOURS: warn (or extend) this long before an authorization expires."""
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Worker:
         config: WorkerConfig | None = None,
         worker_id: str | None = None,
         classify: Classify = lambda _: None,
+        observe_authorization: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.store = store
         self.platforms = platforms
@@ -86,6 +90,7 @@ class Worker:
         self.config = config or WorkerConfig()
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
         self.classify = classify
+        self.observe_authorization = observe_authorization
         self._last_sweep: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -243,6 +248,17 @@ class Worker:
                 if problem:
                     retry.append(problem)
 
+        await keep_authorization(
+            self.store,
+            provider,
+            installation_id=installation.id,
+            order=snapshot.order,
+            state=state,
+            extend=settings.extend_authorization,
+            window=self.config.authorization_warning,
+            now=self.store.clock(),
+            observe=self.observe_authorization,
+        )
         outcomes = await self.store.outcomes(installation.id, provider_id)
         composed = compose(
             outcomes, open_requests, result, state, snapshot.transaction_id, provider.portal_url(provider_id)
@@ -372,6 +388,7 @@ class Worker:
         since = (self._last_sweep or now - self.config.sweep_lookback) - SWEEP_OVERLAP
         self._last_sweep = now
         await self.sweep(since)
+        await enqueue_expiring(self.store, now=now, window=self.config.authorization_warning)
 
     async def sweep(self, since: datetime) -> int:
         """Re-plan every order the platform changed since ``since``, on every installation.
