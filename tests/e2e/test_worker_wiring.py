@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from plugin.observability import AUTHORIZATION_EVENTS
 from tests.e2e.harness import world
 from tests.e2e.test_reconcile import SEED, at_klarna, sneakers_line
 
@@ -33,10 +32,6 @@ async def test_the_worker_warns_then_extends_an_expiring_authorization(tmp_path:
         await w.worker.drain()
         assert w.klarna(order).expires_at > soon + timedelta(days=20)
         assert await w.store.findings(1, order.id) == []
-        print(
-            AUTHORIZATION_EVENTS.labels("extended")._value.get(),
-            AUTHORIZATION_EVENTS.labels("warned")._value.get(),
-        )
         # adoption in the worker
         other = await w.new_order(SEED)
         w.saleor.fulfill(other.id, {other.lines[0]: 1, other.lines[1]: 1})
