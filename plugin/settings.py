@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         "to public addresses (KOM_ALLOWED_PRIVATE_NETWORKS lists exceptions).",
     )
     sentry_dsn: SecretStr | None = Field(None, description="Sentry DSN; error reporting is off without it.")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that /metrics on the web port asks for. Without it, /metrics is "
+        "served on the web port only in development; elsewhere scrape `kom worker --metrics-port`.",
+    )
     environment: str = Field("development", description="Deployment name reported to Sentry and logs.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity.")
     log_json: bool = Field(False, description="Structured JSON logs (one object per line) instead of text.")
@@ -103,6 +108,11 @@ class Settings(BaseSettings):
             return value
         if not raw.strip():
             return None  # `KOM_SECRET_KEY=` (an empty line in an env file) means "not set"
+        if raw.strip() == PLACEHOLDER_SECRET:
+            raise ValueError(
+                "is the placeholder from deploy/.env.example: generate one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         from plugin.store.secrets import SecretBox, SecretError
 
         try:
@@ -155,6 +165,8 @@ class Settings(BaseSettings):
         """Development allows a generated secret key (./kom.secret); nothing else does."""
         return self.environment.lower() == "development"
 
+
+PLACEHOLDER_SECRET = "change-me-to-32-random-characters"  # deploy/.env.example
 
 _DRIVERS = {
     "sqlite": "sqlite",

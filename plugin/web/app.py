@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -107,7 +108,20 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (text format); the queue figures are read from the database now."""
+    """Prometheus metrics (text format); the queue figures are read from the database now.
+
+    Not public on the web port (it faces Saleor and the internet): a bearer token
+    (KOM_METRICS_TOKEN) or development only; ``kom worker --metrics-port`` serves them apart.
+    """
+    settings = request.app.state.services.settings
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if token is not None:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return JSONResponse({"error": "Metrics need Authorization: Bearer <KOM_METRICS_TOKEN>."}, 401)
+    elif not settings.is_development():
+        why = "Metrics are not served here: set KOM_METRICS_TOKEN, or see kom worker --metrics-port."
+        return JSONResponse({"error": why}, 404)
     store: Store = request.app.state.services.store
     try:
         observability.observe_queue(await store.queue_stats(), store.clock())

@@ -183,7 +183,7 @@ def test_compose_roles_commands_and_order(compose: dict[str, Any]) -> None:
     assert kom_args(services["migrate"]["command"]).handler.__name__ == "_migrate"
     web = kom_args(services["web"]["command"])
     assert web.handler.__name__ == "_serve" and web.no_worker and web.port == PORT
-    assert services["web"]["ports"] == [f"{PORT}:{PORT}"]
+    assert services["web"]["ports"] == [f"127.0.0.1:{PORT}:{PORT}"]  # behind a proxy, not on every interface
     worker = kom_args(services["worker"]["command"])
     assert worker.handler.__name__ == "_worker" and worker.metrics_port == 9100
     assert "9100/metrics" in " ".join(services["worker"]["healthcheck"]["test"])

@@ -304,3 +304,41 @@ async def test_metrics_in_prometheus_text_format(served: tuple[Store, httpx.Asyn
         sample("kom_webhooks_rejected_total", {"webhook": "fulfillment-created", "reason": "unauthenticated"})
         >= 1
     )
+
+
+async def test_metrics_on_the_web_port_need_a_token_outside_development(
+    served: tuple[Store, httpx.AsyncClient, Starlette],
+) -> None:
+    from pydantic import SecretStr
+
+    _, http, app = served
+    services = app.state.services
+    development = services.settings
+    try:
+        services.settings = development.model_copy(update={"environment": "production"})
+        closed = await http.get("/metrics")
+        assert closed.status_code == 404 and "KOM_METRICS_TOKEN" in closed.json()["error"]
+        token = SecretStr("scrape-token-0123456789")
+        services.settings = development.model_copy(
+            update={"environment": "production", "metrics_token": token}
+        )
+        assert (await http.get("/metrics")).status_code == 401
+        wrong = await http.get("/metrics", headers={"authorization": "Bearer guess"})
+        assert wrong.status_code == 401
+        right = await http.get("/metrics", headers={"authorization": "Bearer scrape-token-0123456789"})
+        assert right.status_code == 200 and "kom_build_info" in right.text
+    finally:
+        services.settings = development
+
+
+def test_the_env_example_placeholder_secret_is_refused() -> None:
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from plugin.settings import PLACEHOLDER_SECRET
+
+    example = (Path(__file__).parents[2] / "deploy" / ".env.example").read_text()
+    assert f"KOM_SECRET_KEY={PLACEHOLDER_SECRET}" in example
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(secret_key=PLACEHOLDER_SECRET)  # type: ignore[arg-type]
