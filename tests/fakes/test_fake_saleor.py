@@ -810,3 +810,209 @@ async def test_replay_of_the_observed_run_matches_the_captures(
     assert (final.authorized, final.charged, final.refunded, final.canceled) == (0, 100, 100, 10)
     assert saleor.granted_refund(grant)["status"] == "SUCCESS"
     assert saleor.order(order.id)["status"] == "PARTIALLY_RETURNED"
+
+
+# -- order lifecycle facts (saleor-observed.md, Saleor's order/actions.py) ---------------------
+
+
+async def test_same_item_in_two_parcels_the_unit_of_parcel_2_returned(saleor: FakeSaleor) -> None:
+    # Seen on 3.23.28: parcel 2's fulfillment disappears, parcel 1 stays FULFILLED with 1, a
+    # new RETURNED fulfillment holds 1 and names the order line only.
+    order = saleor.create_order(lines=[("TSHIRT", "T-shirt", 2, "30.00", "0.25")])
+    first = saleor.fulfill(order.id, {order.line(0): 1})
+    second = saleor.fulfill(order.id, {order.line(0): 1})
+    returned = saleor.return_products(order.id, {second.line_ids[order.line(0)]: 1})
+    data = saleor.order(order.id)
+    assert [(f["id"], f["status"], [ln["quantity"] for ln in f["lines"]]) for f in data["fulfillments"]] == [
+        (first.id, "FULFILLED", [1]),
+        (returned.id, "RETURNED", [1]),
+    ]
+    assert data["fulfillments"][1]["lines"][0]["orderLine"]["id"] == order.line(0)
+    assert data["lines"][0]["quantityFulfilled"] == 2 and data["status"] == "PARTIALLY_RETURNED"
+    with pytest.raises(SaleorError) as error:  # the deleted fulfillment's line is gone too
+        saleor.return_products(order.id, {second.line_ids[order.line(0)]: 1})
+    assert error.value.code == "NOT_FOUND"
+
+
+async def test_fulfillment_cancel_puts_the_units_back_and_says_so(
+    saleor: FakeSaleor, stub: StubApp, app: InstalledApp
+) -> None:
+    order = captured_order(saleor)
+    kept = saleor.fulfill(order.id, {order.line(0): 1})
+    parcel = saleor.fulfill(order.id, {order.line(1): 1, order.line(2): 1}, tracking_number="DHL-1")
+    await saleor.deliver_pending()
+    saleor.cancel_fulfillment(parcel.id)
+    assert [a.event_type for a in await saleor.deliver_pending()] == ["FULFILLMENT_CANCELED", "ORDER_UPDATED"]
+    [payload] = [r.payload for r in stub.got("fulfillment_canceled")]
+    assert payload["fulfillment"]["id"] == parcel.id and payload["fulfillment"]["status"] == "CANCELED"
+    data = saleor.order(order.id)
+    assert [(f["id"], f["status"]) for f in data["fulfillments"]] == [
+        (kept.id, "FULFILLED"),
+        (parcel.id, "CANCELED"),  # stays on the order, with its lines
+    ]
+    assert data["fulfillments"][1]["lines"] and data["fulfillments"][1]["trackingNumber"] == "DHL-1"
+    assert [line["quantityFulfilled"] for line in data["lines"]] == [1, 0, 0]
+    assert data["status"] == "PARTIALLY_FULFILLED"
+    with pytest.raises(SaleorError) as error:
+        saleor.cancel_fulfillment(parcel.id)
+    assert error.value.code == "CANNOT_CANCEL_FULFILLMENT"
+    again = saleor.fulfill(order.id, {order.line(1): 1, order.line(2): 1})  # may ship again
+    assert again.id != parcel.id and saleor.order(order.id)["status"] == "FULFILLED"
+
+
+async def test_order_cancel_is_refused_while_goods_are_out_and_sends_no_transaction_request(
+    saleor: FakeSaleor, stub: StubApp, app: InstalledApp
+) -> None:
+    order = captured_order(saleor)
+    txn = saleor.create_transaction(order.id, app, "klarna-order-123", "210.00")
+    parcel = saleor.fulfill(order.id, {order.line(0): 1, order.line(1): 1})
+    cancelled = saleor.fulfill(order.id, {order.line(2): 1})
+    saleor.cancel_fulfillment(cancelled.id)
+    await saleor.deliver_pending()
+    with pytest.raises(SaleorError) as error:  # a FULFILLED fulfillment blocks it
+        saleor.cancel_order(order.id)
+    assert (error.value.code, error.value.field) == ("CANNOT_CANCEL_ORDER", "order")
+    assert not saleor.pending()
+
+    saleor.return_products(order.id, {fl: 1 for fl in parcel.line_ids.values()})
+    await saleor.deliver_pending()
+    saleor.cancel_order(order.id)  # only CANCELED and RETURNED fulfillments are left
+    sent = [a.event_type for a in await saleor.deliver_pending()]
+    assert sent == ["ORDER_CANCELLED", "ORDER_UPDATED"]
+    [payload] = [
+        r.payload for r in stub.received if r.payload and r.payload["__typename"] == "OrderCancelled"
+    ]
+    assert payload["order"]["id"] == order.id and payload["order"]["status"] == "CANCELED"
+    assert payload["issuingPrincipal"]["__typename"] == "User"
+    assert stub.got("transaction_cancelation_requested") == []
+    view = saleor.transaction(txn)
+    assert (view.authorized, view.canceled, view.cancel_pending) == (Decimal("210.00"), Decimal(0), Decimal(0))
+    assert view.of_type("CANCEL_REQUEST") == []
+    assert saleor.order(order.id)["status"] == "CANCELED"
+    with pytest.raises(SaleorError, match="CANNOT_CANCEL_ORDER"):
+        saleor.cancel_order(order.id)
+
+
+async def test_order_cancel_before_anything_shipped(saleor: FakeSaleor) -> None:
+    order = captured_order(saleor)
+    saleor.cancel_order(order.id)
+    assert saleor.order(order.id)["status"] == "CANCELED"
+
+
+GIFT_CARDS = """query($id: ID!) { order(id: $id) { total { gross { amount } }
+  giftCards { id last4CodeChars
+    used: events(filter: {type: USED_IN_ORDER, orders: [$id]}) { type orderId
+      balance { currentBalance { amount currency } oldCurrentBalance { amount currency } } }
+    all: events { type } } } }"""
+
+
+async def test_gift_cards_pay_part_of_the_order_and_show_what_they_paid(
+    saleor: FakeSaleor, app: InstalledApp
+) -> None:
+    order = saleor.create_order(
+        lines=[("SKU", "Boots", 2, "90.00", "0.25")],
+        shipping=("10.00", "0.25"),
+        gift_cards=[("GIFT-AAAA-1111", "25.00"), ("GIFT-BBBB-2222", "30.00")],
+    )
+    assert saleor.gift_card_total(order.id) == Decimal("55.00")  # the transaction covers 135.00
+    status, body = await gql(saleor, GIFT_CARDS, {"id": order.id}, app.token)  # MANAGE_ORDERS only
+    assert status == 200 and "errors" not in body, body
+    data = body["data"]["order"]
+    assert data["total"]["gross"]["amount"] == 190.0  # the order total is not reduced
+    assert [(c["id"], c["last4CodeChars"]) for c in data["giftCards"]] == [
+        (order.gift_card_ids[0], "1111"),
+        (order.gift_card_ids[1], "2222"),
+    ]
+    first, second = data["giftCards"]
+    assert first["used"] == [
+        {
+            "type": "USED_IN_ORDER",
+            "orderId": order.id,
+            "balance": {
+                "currentBalance": {"amount": 0.0, "currency": "EUR"},
+                "oldCurrentBalance": {"amount": 25.0, "currency": "EUR"},
+            },
+        }
+    ]
+    assert second["used"][0]["balance"]["oldCurrentBalance"]["amount"] == 30.0
+    assert second["used"][0]["balance"]["currentBalance"]["amount"] == 0.0
+    assert first["all"] == [{"type": "USED_IN_ORDER"}]  # ISSUED needs MANAGE_GIFT_CARD
+
+    other = captured_order(saleor)
+    _, body = await gql(saleor, GIFT_CARDS, {"id": other.id}, app.token)
+    assert body["data"]["order"]["giftCards"] == []
+
+
+async def test_a_gift_card_pays_at_most_the_total_and_a_card_left_over_is_not_linked(
+    saleor: FakeSaleor, app: InstalledApp
+) -> None:
+    order = saleor.create_order(
+        lines=[("SKU", "Socks", 1, "20.00")],
+        gift_cards=[("GIFT-CCCC-3333", "50.00"), ("GIFT-DDDD-4444", "10.00")],
+    )
+    assert saleor.gift_card_total(order.id) == Decimal("20.00") and len(order.gift_card_ids) == 1
+    query = """query($id: ID!, $other: ID!) { order(id: $id) { giftCards {
+      mine: events(filter: {orders: [$id]}) {
+        balance { currentBalance { amount } oldCurrentBalance { amount } } }
+      elsewhere: events(filter: {orders: [$other]}) { type } } } }"""
+    other = captured_order(saleor)
+    _, body = await gql(saleor, query, {"id": order.id, "other": other.id}, app.token)
+    [card] = body["data"]["order"]["giftCards"]
+    assert card["mine"] == [
+        {"balance": {"currentBalance": {"amount": 30.0}, "oldCurrentBalance": {"amount": 50.0}}}
+    ]
+    assert card["elsewhere"] == []
+
+
+async def test_a_capped_grant_still_uses_up_its_lines(saleor: FakeSaleor, app: InstalledApp) -> None:
+    # Observed: 110.00 granted for lines worth 170.00 when 110.00 had been charged.
+    order = captured_order(saleor)
+    txn = saleor.create_transaction(order.id, app, "klarna-order-123", "210.00")
+    await report(saleor, app.token, txn, "CHARGE_SUCCESS", "cap-1", 110)
+    grant = saleor.grant_refund(order.id, txn, {order.line(1): 1, order.line(2): 1})
+    view = saleor.granted_refund(grant)
+    assert view["amount"] == Decimal("110.00") and view["lines"] == {order.line(1): 1, order.line(2): 1}
+    with pytest.raises(SaleorError) as error:
+        saleor.grant_refund(order.id, txn, {order.line(2): 1})
+    assert error.value.code == "QUANTITY_GREATER_THAN_AVAILABLE"
+    assert saleor.order(order.id)["totalGrantedRefund"]["amount"] == 110.0
+
+
+async def test_line_grant_refund_request_carries_the_grant(
+    saleor: FakeSaleor, stub: StubApp, app: InstalledApp
+) -> None:
+    order = captured_order(saleor)
+    txn = saleor.create_transaction(order.id, app, "klarna-order-123", "210.00")
+    await report(saleor, app.token, txn, "CHARGE_SUCCESS", "cap-1", 210)
+    grant = saleor.grant_refund(order.id, txn, {order.line(0): 1}, include_shipping=True, reason="return")
+    stub.answer("transaction_refund_requested", (200, {"pspReference": "r-1"}))
+    request = saleor.request_refund_for_granted_refund(grant)
+    assert "TRANSACTION_REFUND_REQUESTED" in [a.event_type for a in await saleor.deliver_pending()]
+    [payload] = [r.payload for r in stub.got("transaction_refund_requested")]
+    assert payload["action"] == {"actionType": "REFUND", "amount": 40.0, "currency": "EUR"}
+    assert payload["issuingPrincipal"] is None and "errors" not in payload
+    granted = payload["grantedRefund"]
+    assert granted["id"] == grant and granted["amount"]["amount"] == 40.0
+    assert granted["shippingCostsIncluded"] is True and granted["reason"] == "return"
+    assert [(ln["quantity"], ln["orderLine"]["id"]) for ln in granted["lines"]] == [(1, order.line(0))]
+    [event] = saleor.transaction(txn).of_type("REFUND_REQUEST")
+    assert event.id == request and event.created_by is None and event.psp_reference == "r-1"
+    assert saleor.granted_refund(grant)["status"] == "PENDING"
+
+
+async def test_amount_only_refund_has_no_grant_and_carries_saleors_error(
+    saleor: FakeSaleor, stub: StubApp, app: InstalledApp
+) -> None:
+    order = captured_order(saleor)
+    txn = saleor.create_transaction(order.id, app, "klarna-order-123", "210.00")
+    await report(saleor, app.token, txn, "CHARGE_SUCCESS", "cap-1", 100)
+    stub.answer("transaction_refund_requested", (200, {"pspReference": "r-1", "result": "REFUND_SUCCESS"}))
+    saleor.request_action(txn, "REFUND", "12.50")
+    await saleor.deliver_pending()
+    [payload] = [r.payload for r in stub.got("transaction_refund_requested")]
+    assert payload["grantedRefund"] is None
+    assert payload["action"] == {"actionType": "REFUND", "amount": 12.5, "currency": "EUR"}
+    assert [e["message"] for e in payload["errors"]] == [
+        "Cannot return null for non-nullable field OrderGrantedRefund.amount."
+    ]
+    assert saleor.transaction(txn).refunded == Decimal("12.50")

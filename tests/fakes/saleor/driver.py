@@ -17,6 +17,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from starlette.applications import Starlette
 from .graphql_api import GraphQLApi
 from .ids import from_global_id, to_global_id
 from .install import InstallationFailed, InstalledApp, Installer
-from .money import to_minor
+from .money import exponent, to_minor
 from .order_actions import STAFF, OrderActions
 from .orders import LineSpec, parse_line_spec
 from .presenters import Presenter
@@ -202,13 +203,17 @@ class FakeSaleor:
         shipping: tuple[object, object] | None = None,
         order_discount: object | None = None,
         shipping_method: str = "Standard",
+        gift_cards: Sequence[tuple[str, object]] = (),
     ) -> CreatedOrder:
         """An order as after ``checkoutComplete``; queues ORDER_CREATED and ORDER_CONFIRMED.
 
         ``lines``: ``(sku, name, quantity, unit_gross[, tax_rate])`` tuples or ``LineSpec``;
         gross prices, tax included (``tax_rate`` a fraction, e.g. "0.25"). ``shipping``:
         ``(gross, tax_rate)``. ``order_discount``: a fixed gross amount spread over the
-        lines and the shipping like Saleor's manual order discount.
+        lines and the shipping like Saleor's manual order discount. ``gift_cards``:
+        ``(code, balance)`` of Saleor gift cards the shopper paid with at checkout; each pays
+        what is left of the total up to its balance (``gift_card_total`` says how much), so a
+        payment app's transaction authorizes only the rest.
         """
         specs = [parse_line_spec(spec) for spec in lines]
         if not specs:
@@ -221,8 +226,24 @@ class FakeSaleor:
                 shipping=shipping,
                 order_discount=order_discount,
                 shipping_method=shipping_method,
+                gift_cards=gift_cards,
             )
             return created_order(order)
+
+    def gift_card_total(self, order_id: str) -> Decimal:
+        """What the order's Saleor gift cards paid (major units): the transaction's share is
+        the order total minus this."""
+        with self.store.lock:
+            order = self._order(order_id)
+            return Decimal(self.orders.gift_card_total(order)).scaleb(-exponent(order.currency))
+
+    def cancel_order(self, order_id: str) -> None:
+        """``orderCancel``: status CANCELED; queues ORDER_CANCELLED and ORDER_UPDATED and no
+        transaction request (the authorization stays open unless the app acts). Refused
+        (CANNOT_CANCEL_ORDER) while a fulfillment is not CANCELED/RETURNED/REFUNDED/
+        REFUNDED_AND_RETURNED/REPLACED, or the order is already CANCELED."""
+        with self.store.lock:
+            self.orders.cancel_order(self._order(order_id))
 
     def fulfill(
         self,
@@ -469,6 +490,9 @@ query FakeOrder($id: ID!) {
     grantedRefunds { id status amount { amount } shippingCostsIncluded
       lines { id quantity orderLine { id } } }
     chargeStatus authorizeStatus totalGrantedRefund { amount }
+    giftCards { id last4CodeChars
+      events(filter: {type: USED_IN_ORDER, orders: [$id]}) { type orderId
+        balance { currentBalance { amount currency } oldCurrentBalance { amount currency } } } }
   }
 }
 """

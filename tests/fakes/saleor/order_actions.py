@@ -8,7 +8,17 @@ mutation answers in its ``errors`` list are ``SaleorError``. What fires when fol
   order became fully fulfilled also FULFILLMENT_APPROVED and ORDER_FULFILLED;
 - ``orderFulfillmentCancel``: FULFILLMENT_CANCELED, ORDER_UPDATED;
 - ``orderFulfillmentReturnProducts``: ORDER_UPDATED only;
-- ``orderGrantRefundCreate``: nothing.
+- ``orderGrantRefundCreate``: nothing;
+- ``orderCancel``: ORDER_CANCELLED, ORDER_UPDATED, and no transaction request (the provider
+  authorization stays open unless the app acts on ORDER_CANCELLED). Refused with
+  CANNOT_CANCEL_ORDER while a fulfillment is not CANCELED / RETURNED / REFUNDED /
+  REFUNDED_AND_RETURNED / REPLACED, or the order is already CANCELED, DRAFT or EXPIRED
+  (``Order.can_cancel``, ``clean_order_cancel``).
+
+Gift cards used at checkout (``add_gift_cards_to_order``): each card in turn pays what is
+left of the total (shipping included) up to its balance; a card with nothing left to pay is
+not linked to the order. Each used card gets a USED_IN_ORDER event with its balance before
+and after, and the transaction then only has ``total - gift cards`` to authorize.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ from .state import (
     Channel,
     Fulfillment,
     FulfillmentLine,
+    GiftCard,
+    GiftCardEvent,
     GrantedRefund,
     GrantedRefundLine,
     Order,
@@ -34,9 +46,11 @@ from .state import (
 )
 from .transactions import Emit
 
-__all__ = ["STAFF", "OrderActions"]
+__all__ = ["CANCELLABLE_FULFILLMENTS", "STAFF", "OrderActions"]
 
 STAFF = ("User", STAFF_USER_PK)  # the merchant's staff user in the Dashboard
+# Order.can_cancel: fulfillments in these states do not block orderCancel.
+CANCELLABLE_FULFILLMENTS = ("CANCELED", "REFUNDED", "REPLACED", "REFUNDED_AND_RETURNED", "RETURNED")
 
 
 class OrderActions:
@@ -66,6 +80,7 @@ class OrderActions:
         shipping: tuple[object, object] | None,
         order_discount: object | None,
         shipping_method: str,
+        gift_cards: Sequence[tuple[str, object]] = (),
     ) -> Order:
         ch = self.store.channels.get(channel)
         if ch is None:
@@ -110,8 +125,68 @@ class OrderActions:
         self.store.orders[order.uuid] = order
         for line in lines:
             self.store.order_lines[line.uuid] = line
+        self._pay_with_gift_cards(order, gift_cards)
         self.emit("ORDER_CREATED", None, order=order)  # observed: issuingPrincipal null
         self.emit("ORDER_CONFIRMED", None, order=order)
+        return order
+
+    def _pay_with_gift_cards(self, order: Order, cards: Sequence[tuple[str, object]]) -> None:
+        """``add_gift_cards_to_order``: the cards pay the total in turn, up to their balance."""
+        left = sum(line.total_gross for line in order.lines) + order.shipping_gross
+        now = self.store.now()
+        for code, balance in cards:
+            initial = to_minor(balance, order.currency)
+            if initial <= 0:
+                raise ValueError(f"gift card {code} needs a positive balance")
+            card = GiftCard(
+                pk=self.store.next_pk("gift_card"),
+                code=code,
+                currency=order.currency,
+                initial_balance=initial,
+                current_balance=initial,
+                created=now,
+            )
+            card.events.append(GiftCardEvent(self.store.next_pk("gift_card_event"), "ISSUED", now))
+            self.store.gift_cards[card.pk] = card
+            if left <= 0:
+                continue  # Saleor links only the cards that paid something
+            used = min(card.current_balance, left)
+            old = card.current_balance
+            card.current_balance -= used
+            left -= used
+            card.last_used_on = now
+            card.used_by_email = order.user_email
+            card.events.append(
+                GiftCardEvent(
+                    self.store.next_pk("gift_card_event"),
+                    "USED_IN_ORDER",
+                    now,
+                    order_uuid=order.uuid,
+                    current_balance=card.current_balance,
+                    old_current_balance=old,
+                )
+            )
+            order.gift_card_pks.append(card.pk)
+
+    def gift_card_total(self, order: Order) -> int:
+        """What the order's gift cards paid (Σ old − current balance of USED_IN_ORDER events)."""
+        return sum(
+            (event.old_current_balance or 0) - (event.current_balance or 0)
+            for pk in order.gift_card_pks
+            for event in self.store.gift_cards[pk].events
+            if event.type == "USED_IN_ORDER" and event.order_uuid == order.uuid
+        )
+
+    # -- orderCancel ---------------------------------------------------------------------
+
+    def cancel_order(self, order: Order) -> Order:
+        blocking = [f for f in order.fulfillments if f.status not in CANCELLABLE_FULFILLMENTS]
+        if blocking or order.status in ("CANCELED", "DRAFT", "EXPIRED"):
+            raise SaleorError("CANNOT_CANCEL_ORDER", "This order can't be canceled.", "order")
+        order.status = "CANCELED"
+        order.updated_at = self.store.now()
+        self.emit("ORDER_CANCELLED", STAFF, order=order)
+        self.emit("ORDER_UPDATED", STAFF, order=order)
         return order
 
     # -- fulfillments --------------------------------------------------------------------

@@ -20,6 +20,8 @@ __all__ = [
     "Channel",
     "Fulfillment",
     "FulfillmentLine",
+    "GiftCard",
+    "GiftCardEvent",
     "GrantedRefund",
     "GrantedRefundLine",
     "Order",
@@ -191,6 +193,33 @@ class GrantedRefund:
 
 
 @dataclass
+class GiftCardEvent:
+    """A gift card's history entry. ``USED_IN_ORDER`` carries the balance before and after
+    (``parameters.balance`` in Saleor: ``old_current_balance``, ``current_balance``)."""
+
+    pk: int
+    type: str
+    date: datetime
+    order_uuid: str | None = None
+    current_balance: int | None = None
+    old_current_balance: int | None = None
+
+
+@dataclass
+class GiftCard:
+    pk: int
+    code: str
+    currency: str
+    initial_balance: int
+    current_balance: int
+    created: datetime
+    last_used_on: datetime | None = None
+    is_active: bool = True
+    used_by_email: str | None = None
+    events: list[GiftCardEvent] = field(default_factory=list)
+
+
+@dataclass
 class Order:
     uuid: str
     number: int
@@ -211,6 +240,7 @@ class Order:
     fulfillments: list[Fulfillment] = field(default_factory=list)
     transaction_tokens: list[str] = field(default_factory=list)
     granted_refund_pks: list[int] = field(default_factory=list)
+    gift_card_pks: list[int] = field(default_factory=list)  # ``order.gift_cards`` (used to pay)
     next_fulfillment_order: int = 1
 
 
@@ -233,6 +263,7 @@ class Store:
     transactions: dict[str, Transaction] = field(default_factory=dict)
     events: dict[int, TransactionEvent] = field(default_factory=dict)
     granted_refunds: dict[int, GrantedRefund] = field(default_factory=dict)
+    gift_cards: dict[int, GiftCard] = field(default_factory=dict)
     _counters: dict[str, int] = field(default_factory=dict)
 
     def next_pk(self, kind: str) -> int:

@@ -31,6 +31,7 @@ class CreatedOrder:
     id: str
     number: str
     line_ids: list[str]  # in the order the lines were given
+    gift_card_ids: tuple[str, ...] = ()  # the Saleor gift cards that paid part of it
 
     def line(self, index: int) -> str:
         return self.line_ids[index]
@@ -77,6 +78,7 @@ def created_order(order: Order) -> CreatedOrder:
         id=to_global_id("Order", order.uuid),
         number=str(order.number),
         line_ids=[to_global_id("OrderLine", line.uuid) for line in order.lines],
+        gift_card_ids=tuple(to_global_id("GiftCard", pk) for pk in order.gift_card_pks),
     )
 
 
