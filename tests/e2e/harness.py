@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from adapters.klarna.sandbox import DEMO_API_KEY, Fault, SandboxState
 from adapters.klarna.sandbox import create_app as create_sandbox
@@ -28,6 +30,7 @@ from plugin.web.app import create_app
 from tests.e2e.faults import LaggingReads, PlatformFaults
 from tests.fakes.saleor.driver import FakeSaleor
 from tests.fakes.saleor.install import InstalledApp
+from tests.fakes.saleor.money import to_minor
 
 SECRET = "e2e-secret-key-0123456789abcdef"
 
@@ -99,11 +102,26 @@ class World:
         self.app = await self.saleor.install(f"{self.kom_url}/api/manifest")
         installation = await self.store.installation_by_url(self.saleor.api_url)
         assert installation is not None
+        await self.configure("")
+        return installation
+
+    async def configure(self, channel: str, *, shipping_fee: str = "first_parcel") -> None:
+        """The merchant's settings for ``channel`` ("" = every channel) on KOM's settings page."""
+        installation = await self.store.installation_by_url(self.saleor.api_url)
+        assert installation is not None
         await self.store.save_settings(
             installation.id,
-            ChannelSettings("", "klarna", "playground", "eu", DEMO_API_KEY, None, base_url=self.klarna_url),
+            ChannelSettings(
+                channel,
+                "klarna",
+                "playground",
+                "eu",
+                DEMO_API_KEY,
+                None,
+                base_url=self.klarna_url,
+                shipping_fee=shipping_fee,
+            ),
         )
-        return installation
 
     async def new_order(
         self,
@@ -112,21 +130,28 @@ class World:
         shipping: tuple[str, str] | None = None,
         currency: str = "EUR",
         order_discount: Any = None,
+        channel: str = "default-channel",
+        gift_cards: Sequence[tuple[str, object]] = (),
     ) -> Order:
+        """A checkout completed in Saleor and paid with Klarna: the Klarna order and KOM's
+        transaction authorize the order total minus what Saleor gift cards paid."""
         assert self.app is not None
         created = self.saleor.create_order(
-            currency=currency, lines=lines, shipping=shipping, order_discount=order_discount
+            channel=channel,
+            currency=currency,
+            lines=lines,
+            shipping=shipping,
+            order_discount=order_discount,
+            gift_cards=gift_cards,
         )
         order = self.saleor.order(created.id)
-        total = order["total"]["gross"]["amount"]
-        from plugin.domain.money import to_minor
-
+        total = Decimal(str(order["total"]["gross"]["amount"])) - self.saleor.gift_card_total(created.id)
         response = await self.http.post(
             f"{self.klarna_url}/_sandbox/orders",
-            json={"purchase_currency": currency, "order_amount": to_minor(str(total), currency)},
+            json={"purchase_currency": currency, "order_amount": to_minor(total, currency)},
         )
         klarna_id = str(response.json()["order_id"])
-        transaction = self.saleor.create_transaction(created.id, self.app, klarna_id, str(total))
+        transaction = self.saleor.create_transaction(created.id, self.app, klarna_id, total)
         return Order(created.id, created.number, list(created.line_ids), transaction, klarna_id)
 
     async def settle(self, rounds: int = 20) -> None:
@@ -167,12 +192,14 @@ async def world(
     tmp_path: Path | None = None, *, database_url: str | None = None, **saleor_options: Any
 ) -> AsyncIterator[World]:
     """The three systems on loopback, KOM's database a SQLite file in ``tmp_path`` or ``database_url``."""
-    assert tmp_path is not None or database_url is not None
+    if database_url is None:
+        assert tmp_path is not None
+        database_url = f"sqlite:///{tmp_path / 'kom.db'}"
     port = free_port()
     kom_url = f"http://127.0.0.1:{port}"
     settings = Settings(
-        database_url=database_url or f"sqlite:///{tmp_path / 'kom.db'}",
-        secret_key=SECRET,  # type: ignore[arg-type]
+        database_url=database_url,
+        secret_key=SecretStr(SECRET),
         public_url=kom_url,
         allowed_saleor_urls=r"http://127\.0\.0\.1:\d+/graphql/",
         allowed_private_networks="127.0.0.0/8",  # the fake Saleor and the sandbox are on loopback
