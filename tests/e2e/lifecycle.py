@@ -201,7 +201,6 @@ class Charge:
     kinds: dict[str, tuple[str, int | None]]  # reference -> ("goods", item) | ("shipping"|"gift", None)
     shipping_info: list[dict[str, Any]]
     refunded: int = 0
-    unrefunded: dict[int, int] = field(default_factory=dict)
     shipping_refunded: bool = False
 
     @property
@@ -652,7 +651,6 @@ class Shop:
             gift=gift,
             kinds=kinds,
             shipping_info=list(capture.shipping_info),
-            unrefunded=dict(goods),
         )
         self.charges[capture.capture_id] = charge
         if parcel is None:
@@ -933,11 +931,7 @@ class Shop:
                         RefundViolation(f"{what}: refunds {used[i] + units} × {item.name}, granted {granted}")
                     )
                 if item.unit:
-                    taken = _take(bag, min(units, sum(bag.values())), prefer=[charge.capture_id])
-                    for origin, n in taken.items():
-                        if origin is not None and origin in self.charges:
-                            holder = self.charges[origin]
-                            holder.unrefunded[i] = holder.unrefunded.get(i, 0) - n
+                    _take(bag, min(units, sum(bag.values())), prefer=[charge.capture_id])
                 used[i] += units
                 worth_units = item.unit * units
                 value += worth_units
@@ -1082,13 +1076,7 @@ class Shop:
                             f"{self.items[i].name}; only {held} of them were captured there and never shipped"
                         )
                     )
-                taken = _take(
-                    self.pool[i], min(units, sum(self.pool[i].values())), prefer=[charge.capture_id]
-                )
-                for origin, n in taken.items():
-                    if origin in self.charges:
-                        holder = self.charges[str(origin)]
-                        holder.unrefunded[i] = holder.unrefunded.get(i, 0) - n
+                _take(self.pool[i], min(units, sum(self.pool[i].values())), prefer=[charge.capture_id])
                 value += self.items[i].unit * units
                 slack += count
             if part.shipping or part.other:
