@@ -359,20 +359,37 @@ class Shop:
                 if not q:
                     continue
                 assert 0 < q <= parcel.units.get(i, 0), f"{parcel} holds no {q} × item {i}"
-                parcel.units[i] -= q
                 if parcel.state == "pending":
-                    origins: Counter[Origin] = Counter({None: q})  # back before KOM captured them
+                    origins = self._returned_before_capture(parcel, i, q)
                 else:
                     bag = parcel.sources.setdefault(i, Counter())
                     if len(bag) > 1:
                         self.ambiguous.add(i)
                     origins = _take(bag, q)
+                parcel.units[i] -= q
                 self.returned[i].update(origins)
                 self.ungranted[i] += q
             if not any(parcel.units.values()):
                 parcel.status = "gone"  # Saleor deletes a fulfillment left without lines
         described = "; ".join(f"{self._units(u)} from {p}" for p, u in returns.items())
         self._log(f"return {described}")
+
+    def _returned_before_capture(self, parcel: Parcel, i: int, q: int) -> Counter[Origin]:
+        """Origins of ``q`` units of item ``i`` back from a parcel KOM has not captured yet.
+
+        What KOM will capture of the parcel is what is left of it, less what an earlier
+        capture of a cancelled fulfillment covers; so the returned units are uncharged ones
+        first, then units that earlier capture charged (taken from the pool now)."""
+        pool = self.pool[i]
+        covered = min(parcel.units[i], sum(pool.values()))
+        uncovered = parcel.units[i] - covered
+        never = min(q, uncovered)
+        origins: Counter[Origin] = Counter({None: never}) if never else Counter()
+        if q > never:
+            if never or len(pool) > 1 or covered < parcel.units[i]:
+                self.ambiguous.add(i)
+            origins.update(_take(pool, q - never, prefer=self._capture_order()))
+        return origins
 
     def cancel_fulfillment(self, parcel: Parcel) -> None:
         """``orderFulfillmentCancel``: the units go back in stock, unfulfilled."""
@@ -463,6 +480,15 @@ class Shop:
         self.cancelled = True
         self._cancel_step = True
         self._log("cancel the order")
+
+    async def resync(self) -> None:
+        """Nothing happens in Saleor, but KOM syncs the order again (a duplicate hint, a
+        sweep): a step like any other, so any new capture or refund is a violation."""
+        installation = await self.w.store.installation_by_url(self.w.saleor.api_url)
+        assert installation is not None
+        await self.w.store.touch_order(installation.id, self.order.id)
+        self._log("KOM syncs the order again")
+        await self.settle()
 
     # -- one step: Saleor delivers, KOM works, the oracle checks ----------------------------
 

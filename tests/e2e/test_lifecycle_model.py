@@ -225,6 +225,13 @@ class LifecycleModel(RuleBasedStateMachine):
     def klarna_is_back(self) -> None:
         self.settle(recover=True)
 
+    @precondition(lambda self: self.shop is not None)
+    @rule()
+    def nothing_happens(self) -> None:
+        """KOM's worker runs again (a duplicate webhook, the periodic sweep): it must change
+        nothing: the oracle refuses any new capture or refund without a merchant action."""
+        self.run(self.s.resync())
+
 
 def test_random_merchant_sequences_keep_every_invoice_right(tmp_path: Path) -> None:
     loop = asyncio.new_event_loop()
