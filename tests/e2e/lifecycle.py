@@ -1212,13 +1212,17 @@ class Shop:
                     f"which paid {euros(self.gift_card_paid)}: they do not add up to what Klarna authorized"
                 )
             )
+        shipped_all = all(self.fulfilled[i] >= item.quantity for i, item in enumerate(self.items))
         if (
             complete
+            and shipped_all  # free goods still to ship: the order is not complete yet
             and self.spec.shipping
             and not self.shipping_waived
             and not any(c.shipping for c in self.charges.values())
         ):
-            problems.append(CaptureViolation("every unit is captured, but the shipping fee never was"))
+            problems.append(
+                CaptureViolation("every unit has shipped and is captured, but the shipping fee never was")
+            )
         for parcel in self.parcels:
             if parcel.state == "covered" and parcel.tracking and parcel.status == "active":
                 infos = [
