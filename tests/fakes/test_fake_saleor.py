@@ -886,7 +886,7 @@ async def test_order_cancel_is_refused_while_goods_are_out_and_sends_no_transact
     assert payload["issuingPrincipal"]["__typename"] == "User"
     assert stub.got("transaction_cancelation_requested") == []
     view = saleor.transaction(txn)
-    assert (view.authorized, view.canceled, view.cancel_pending) == (Decimal("210.00"), Decimal(0), Decimal(0))
+    assert view.authorized == Decimal("210.00") and not view.canceled and not view.cancel_pending
     assert view.of_type("CANCEL_REQUEST") == []
     assert saleor.order(order.id)["status"] == "CANCELED"
     with pytest.raises(SaleorError, match="CANNOT_CANCEL_ORDER"):
