@@ -236,11 +236,15 @@ class _Part:
     charge: Charge | None
     goods: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # item -> (units, amount, lines)
     shipping: int = 0
+    money: list[tuple[str, int]] = field(default_factory=list)  # goods lines not at the unit price
     other: list[str] = field(default_factory=list)
 
     @property
     def amount(self) -> int:
         return self.refund.refunded_amount
+
+    def money_text(self) -> str:
+        return ", ".join(f"{euros(amount)} as {name!r}" for name, amount in self.money)
 
 
 def _quantity(raw: Mapping[str, object]) -> int:
@@ -817,6 +821,9 @@ class Shop:
                 kind = charge.kinds.get(line.reference or "") if charge else None
                 if kind is None:
                     part.other.append(f"{line.raw.get('name')} ({line.reference})")
+                elif kind[0] == "goods" and line.raw.get("unit_price") != self.items[kind[1] or 0].unit:
+                    # Not units at their price: money put on the line (goodwill).
+                    part.money.append((str(line.raw.get("name")), line.total_amount))
                 elif kind[0] == "goods":
                     assert kind[1] is not None
                     units, amount, count = part.goods.get(kind[1], (0, 0, 0))
@@ -985,6 +992,13 @@ class Shop:
                     shipping_refunded = True
                     value += self.spec.shipping
                     slack += 1
+            if part.money:
+                problems.append(
+                    RefundViolation(
+                        f"{self._invoice(part)} adds {part.money_text()} to the refund of {what}: money "
+                        "that is not the price of a returned unit"
+                    )
+                )
             if part.other:
                 problems.append(
                     RefundViolation(
@@ -1105,7 +1119,7 @@ class Shop:
                 _take(self.pool[i], min(units, sum(self.pool[i].values())), prefer=[charge.capture_id])
                 value += self.items[i].unit * units
                 slack += count
-            if part.shipping or part.other:
+            if part.shipping or part.other or part.money:
                 problems.append(
                     CancelViolation(
                         f"on cancelling the order, {self._invoice(part)} refunds shipping or other lines"
