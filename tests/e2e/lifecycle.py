@@ -20,9 +20,12 @@ What it checks (a ``Violation`` subclass per kind, so hypothesis tells the bugs 
 - every refund of a granted refund takes each returned unit from the capture that charged
   it and nothing from a parcel none of whose units came back; it is worth the units (± 1
   per line) and the shipping fee if granted and captured, limited to what that capture has
-  left; a reduced grant (restocking fee) refunds exactly its amount; an amount-only
-  (goodwill) refund refunds exactly its amount; a refusal is accepted only when goods
-  of the grant may never have been captured or the captures have not enough left;
+  left; a reduced grant (restocking fee) refunds exactly its amount; a grant Saleor capped
+  silently (made before the charges were reported) still refunds its lines' worth; money
+  on a goods line at another price than the unit's (goodwill) is no returned unit; an
+  amount-only (goodwill) refund refunds exactly its amount, and is refused only when the
+  captures have less left; a grant is refused only when goods of it may never have been
+  captured, or the captures have not enough left;
 - Klarna is never refunded without a merchant's refund, except on an order cancellation,
   where exactly the goods captured for cancelled fulfillments go back, from the capture
   that charged them, and the rest of the authorization is released (the Klarna order is

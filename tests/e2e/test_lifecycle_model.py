@@ -245,8 +245,8 @@ def test_random_merchant_sequences_keep_every_invoice_right(tmp_path: Path) -> N
             run_state_machine_as_test(
                 LifecycleModel,
                 settings=settings(
-                    max_examples=300 if DEEP else 8,
-                    stateful_step_count=30 if DEEP else 10,
+                    max_examples=200 if DEEP else 8,
+                    stateful_step_count=25 if DEEP else 10,
                     deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
                     # CI: shrink one failure (a few minutes at most); deep: tell every bug apart.
