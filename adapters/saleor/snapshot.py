@@ -16,7 +16,8 @@ Mapping decisions, each forced by how Saleor models orders:
   original left empty) without saying where they came from — the planner works that out
   from what each capture holds (plugin/domain/origins.py). REFUNDED (the legacy refund of
   products without a return) is neither.
-- The order status CANCELED marks the order cancelled.
+- The order status CANCELED marks the order cancelled; a granted refund that includes shipping
+  (and did not fail) marks shipping as refunded, so a fee not captured yet never will be.
 - Gift cards: what each spent on this order (``oldCurrentBalance - currentBalance`` of its
   USED_IN_ORDER events); payments by other apps (their authorized + charged amounts) paid
   part of the order outside Klarna too. Both become ``GiftCardPayment``s.
@@ -126,6 +127,12 @@ def order_snapshot(order: dict[str, Any], *, app_id: str) -> SaleorOrder:
             returned=returned,
             cancelled_shipments=cancelled,
             cancelled=order.get("status") == _CANCELLED,
+            shipping_refunded=any(
+                isinstance(grant, dict)
+                and grant.get("shippingCostsIncluded")
+                and grant.get("status") != "FAIL"
+                for grant in order.get("grantedRefunds") or ()
+            ),
         ),
         channel=channel.get("slug") if isinstance(channel, dict) else None,
         transaction_id=None if transaction is None else _text(transaction, "id", where),

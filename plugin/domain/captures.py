@@ -292,6 +292,8 @@ def _shipping_line(
     shipping = order.shipping
     if shipping is None or shipping.amount == 0 or book.get(SHIPPING_TOKEN).quantity > 0:
         return []
+    if order.shipping_refunded:
+        return []  # granted back before it was charged: never charged at all
     if policy.shipping_fee is ShippingFeePolicy.LAST_PARCEL and not completes_order:
         return []
     line = planned_line(
@@ -332,7 +334,13 @@ def _gift_card_line(
     target = gift_total if done >= total else min(gift_total, div_round(gift_total * done, total))
     applied = -book.get(GIFT_CARD_TOKEN).amount
     gift_left = gift_total - applied
-    share = max(target - applied, worth - remaining_authorized)
+    # Leave a minor unit of authorization for each goods unit still to ship, so a later parcel
+    # is never worth nothing on the provider because an earlier one used the authorization up.
+    still_to_ship = sum(line.quantity for line in order.lines) - sum(
+        book.get(tokens[line.id]).quantity for line in order.lines
+    )
+    reserve = max(0, min(still_to_ship, remaining_authorized - 1))
+    share = max(target - applied, worth - (remaining_authorized - reserve))
     if remaining_authorized > 0:
         share = min(share, worth - 1)
     share = min(share, gift_left)

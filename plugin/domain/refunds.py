@@ -97,13 +97,18 @@ def allocate_refund(
             )
         notes: list[str] = []
         picks = _pick_returned_units(request, order, tokens, ledger, policy, where, notes)
-        if request.include_shipping:
+        waived = request.include_shipping and _shipping_uncharged(order, ledger)
+        if request.include_shipping and not waived:
             picks += _pick_shipping(order, ledger)
         _price_picks(picks)
         gross = sum(p.amount for p in picks)
         picks += _gift_card_shares(picks)
         worth = sum(p.amount for p in picks)
         target = _target(request, gross, order.currency)
+        if waived and order.shipping is not None:
+            # Shipping was never charged and now never will be: nothing of it to give back.
+            notes.append("shipping was never charged and will not be")
+            target = min(target, gross) if request.amount is not None else target
         if worth < gross and target > worth:
             # Gift cards paid part of these goods: that part is not the provider's to refund
             # (anything asked beyond the goods' value still is).
@@ -254,6 +259,16 @@ def _worth_nothing(line: OrderLine, token: str, ledger: Ledger, units: int) -> b
                 amount += state.line.total_amount
     left = line.quantity - quantity
     return left >= units and value_of_next_units(line.total_amount - amount, left, units) == 0
+
+
+def _shipping_uncharged(order: Order, ledger: Ledger) -> bool:
+    """Shipping granted back before any capture charged it (and so it never will be)."""
+    captured = any(
+        (parsed := parse_line_reference(reference)) and parsed[0] == SHIPPING_TOKEN
+        for capture in ledger.captures
+        for reference in capture.references
+    )
+    return order.shipping_refunded and not captured
 
 
 def _pick_shipping(order: Order, ledger: Ledger) -> list[_Pick]:

@@ -156,6 +156,8 @@ class Order:
     """Shipments cancelled after they were made, with the units they held then: those never left."""
     cancelled: bool = False
     """The order is cancelled: nothing more ships, the rest of the authorization is freed."""
+    shipping_refunded: bool = False
+    """The merchant granted the shipping fee back: if it was not captured yet, it never will be."""
 
     def line(self, line_id: str) -> OrderLine | None:
         return next((line for line in self.lines if line.id == line_id), None)
