@@ -206,7 +206,7 @@ def _cancelled_goods(
             if parsed is None:
                 continue
             # Shipping goes back only if none of this parcel's goods reached the shopper.
-            delivered = any(
+            delivered = bool(where.returned_uncaptured) or any(
                 units > where.stranded.get((key, token), 0)
                 for (key, token), units in where.back.items()
                 if key == capture.key
