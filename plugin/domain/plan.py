@@ -205,8 +205,8 @@ def _cancelled_goods(
             parsed = parse_line_reference(reference)
             if parsed is None:
                 continue
-            # Shipping goes back only if none of this parcel's goods reached the shopper.
-            delivered = bool(where.returned_uncaptured) or any(
+            # Shipping goes back only if no goods reached the shopper (none came back either).
+            delivered = bool(order.returned) or any(
                 units > where.stranded.get((key, token), 0)
                 for (key, token), units in where.back.items()
                 if key == capture.key
