@@ -131,9 +131,12 @@ def plan_captures(
     ]  # fmt: skip
     infos = _tracking_for_covering_captures(order, captures, ledger, where, provider_order_id)
     completing = _completing_shipment(order, book, tokens, uncaptured, where)
+    numbered = _highest_parcel(captures)
     for shipment in uncaptured:
         reference = capture_reference(shipment.id)
-        parcel = len(ledger.captures) + 1
+        # Next after every capture on record *and* every number a line reference carries: a
+        # parcel captured after a later one (refused, then Retry now) never reuses its numbers.
+        parcel = max(len(ledger.captures), numbered) + 1
         trial = copy.deepcopy(book)  # becomes the book only if this parcel is captured
         lines: list[PlannedLine] = []
         problem: str | None = None
@@ -208,7 +211,14 @@ def plan_captures(
         )
         actions.append(action)
         ledger.add_capture(as_provider_capture(action))
+        numbered = parcel
     return actions, infos, refusals
+
+
+def _highest_parcel(captures: tuple[ProviderCapture, ...]) -> int:
+    """The highest parcel number a line reference on the provider's captures carries."""
+    numbers = (parse_line_reference(line.reference) for capture in captures for line in capture.lines)
+    return max((parsed[1] for parsed in numbers if parsed is not None), default=0)
 
 
 def _uncovered_units(shipment: Shipment, tokens: dict[str, str], where: Whereabouts) -> dict[str, int]:
