@@ -170,7 +170,7 @@ def _resend(shipments: list[Shipment], count: int) -> tuple[list[Shipment], tupl
     return [*shipments[count:], *again], cancelled
 
 
-def _return(
+def come_back(
     shipments: list[Shipment], shape: Shape, rng: random.Random, order: Order
 ) -> tuple[list[Shipment], list[ShipmentLine], list[RefundRequest]]:
     """``shape.returns`` returns, Saleor's way: units leave their parcel into a return record."""
@@ -221,7 +221,7 @@ def _return(
     return out, returned, requests
 
 
-def _applied(provider: ProviderOrder, actions: tuple[Action, ...]) -> ProviderOrder:
+def carried_out(provider: ProviderOrder, actions: tuple[Action, ...]) -> ProviderOrder:
     """The simulated provider after ``actions``, with ids given by position (deterministic)."""
     for action in actions:
         provider = apply(provider, action)
@@ -246,7 +246,7 @@ def lifecycle(shape: Shape, planner: Planner) -> Iterator[Stage]:
         planned = planner(current, provider, shape.policy)
         yield Stage(name, current, provider, shape.policy, planned)
         if carry_out:
-            provider = _applied(provider, planned.actions)
+            provider = carried_out(provider, planned.actions)
 
     half = len(shipments) // 2
     order = replace(order, shipments=tuple(shipments[:half]))
@@ -258,7 +258,7 @@ def lifecycle(shape: Shape, planner: Planner) -> Iterator[Stage]:
     yield from step("capture rest", order)
     yield from step("in sync", order, carry_out=False)
     if shape.returns:
-        kept, returned, requests = _return(shipments, shape, rng, order)
+        kept, returned, requests = come_back(shipments, shape, rng, order)
         order = replace(order, shipments=tuple(kept), returned=tuple(returned), refunds=tuple(requests))
         yield from step("refund", order)
         yield from step("refunds in sync", order, carry_out=False)
