@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from plugin.domain.provider import ProviderCapture, ProviderLine, ProviderRefund
-from plugin.domain.references import CAPTURE_PREFIX
+from plugin.domain.references import CAPTURE_PREFIX, parse_line_reference
 
 
 @dataclass
@@ -51,10 +51,35 @@ class CaptureState:
     captured_amount: int
     references: dict[str, ReferenceState]
     refunded: int = 0
+    _by_token: dict[str, list[str]] | None = field(default=None, init=False, repr=False, compare=False)
+    _token_of: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def left(self) -> int:
         return self.captured_amount - self.refunded
+
+    def references_of(self, token: str) -> list[str]:
+        """This capture's references of one line token (``TOKEN/<parcel>``), in recorded order.
+
+        Indexed once (a capture's references never change), so finding a line's units costs
+        no pass over every line of every capture.
+        """
+        return self._index().get(token, [])
+
+    def token_of(self, reference: str) -> str | None:
+        """The line token of one of this capture's references (None: not one KOM built)."""
+        self._index()
+        return self._token_of.get(reference)
+
+    def _index(self) -> dict[str, list[str]]:
+        if self._by_token is None:
+            self._by_token = {}
+            for reference in self.references:
+                parsed = parse_line_reference(reference)
+                if parsed is not None:
+                    self._by_token.setdefault(parsed[0], []).append(reference)
+                    self._token_of[reference] = parsed[0]
+        return self._by_token
 
 
 @dataclass
