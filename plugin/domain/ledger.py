@@ -87,6 +87,8 @@ class Ledger:
     captures: list[CaptureState] = field(default_factory=list)
     misallocated: list[tuple[str, str]] = field(default_factory=list)
     """(refund id or reference, reason) of refunds whose allocation failed."""
+    _holding: dict[str, list[CaptureState]] = field(default_factory=dict, init=False, repr=False)
+    """Reference -> the captures that hold it, in order (kept by ``add_capture``)."""
 
     def add_capture(self, capture: ProviderCapture) -> CaptureState:
         own = capture.reference is not None and capture.reference.startswith(CAPTURE_PREFIX)
@@ -103,6 +105,8 @@ class Ledger:
             references=references,
         )
         self.captures.append(state)
+        for reference in references:
+            self._holding.setdefault(reference, []).append(state)
         return state
 
     def why_not_allocatable(self, amount: int, lines: Iterable[ProviderLine]) -> str | CaptureState:
@@ -115,7 +119,10 @@ class Ledger:
         if sum(line.total_amount for line in lines) != amount:
             return "its order lines do not add up to the refunded amount"
         references = {line.reference for line in lines}
-        holders = [c for c in self.captures if all(r in c.references for r in references)]
+        # Only captures holding one of its references can hold them all.
+        some = next(iter(references))
+        candidates = self._holding.get(some, []) if some is not None else []
+        holders = [c for c in candidates if all(r in c.references for r in references)]
         if len(holders) != 1:
             return "its line references do not belong to exactly one capture"
         capture = holders[0]

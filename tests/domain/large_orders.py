@@ -3,12 +3,13 @@ test that a faster planner plans exactly what it planned before.
 
 An order of ``lines`` lines ships in ``parcels`` parcels (most lines whole in one parcel, some
 split over two), half of them first, the rest later; ``cancelled`` parcels are cancelled after
-their capture and sent again. Then ``returns`` returns come back the way Saleor reports them
-(units leave their parcel, an emptied parcel disappears, a return record holds them) with a
-refund each: most for the goods' value, some for less (a restocking fee), naming the parcel
-or not, one with shipping, one goodwill refund without lines. Optionally the order is then
-cancelled. Everything is drawn from ``random.Random(seed)``, and the simulated provider hands
-out ids by position, so the same shape always gives the same inputs.
+their capture and sent again, ``dropped`` ones cancelled after their capture for good. Then
+``returns`` returns come back the way Saleor reports them (units leave their parcel, an
+emptied parcel disappears, a return record holds them) with a refund each: most for the
+goods' value, some for less (a restocking fee), naming the parcel or not, one with shipping,
+one goodwill refund without lines. Optionally the order is then cancelled. Everything is
+drawn from ``random.Random(seed)``, and the simulated provider hands out ids by position, so
+the same shape always gives the same inputs.
 
 Regenerate the golden plans (``tests/domain/data/large_plans.json``) only from code whose plans
 are known good (main before a planner change):
@@ -62,6 +63,8 @@ class Shape:
     gift_card: bool = False
     cancelled: int = 0
     """Parcels cancelled after their capture and sent again."""
+    dropped: int = 0
+    """Parcels cancelled after their capture and not sent again (their goods never left)."""
     cancel_order: bool = False
     name_parcels: bool = False
     """Refunds name the parcel their units came from (platforms that link returns to parcels)."""
@@ -76,6 +79,7 @@ class Shape:
             "discount" if self.discount else "",
             "gift card" if self.gift_card else "",
             f"{self.cancelled} re-sent" if self.cancelled else "",
+            f"{self.dropped} dropped" if self.dropped else "",
             "cancelled" if self.cancel_order else "",
             "parcels named" if self.name_parcels else "",
             str(self.policy.shipping_fee)
@@ -254,6 +258,10 @@ def lifecycle(shape: Shape, planner: Planner) -> Iterator[Stage]:
     cancelled: tuple[Shipment, ...] = ()
     if shape.cancelled:
         shipments, cancelled = _resend(shipments, shape.cancelled)
+    if shape.dropped:  # the last parcels of the first half
+        dropped = shipments[half - shape.dropped : half]
+        shipments = [s for s in shipments if s not in dropped]
+        cancelled = (*cancelled, *dropped)
     order = replace(order, shipments=tuple(shipments), cancelled_shipments=cancelled)
     yield from step("capture rest", order)
     yield from step("in sync", order, carry_out=False)
@@ -282,6 +290,9 @@ GOLDEN_SHAPES = (
         policy=Policy(shipping_fee=ShippingFeePolicy.LAST_PARCEL, unknown_origin=OriginPolicy.LATEST_FIRST),
     ),
     Shape(1200, 12, returns=40, seed=5, cancelled=2, discount=True, name_parcels=True),
+    Shape(
+        800, 60, returns=30, seed=6, cancelled=5, dropped=8, cancel_order=True, gift_card=True, unshipped=40
+    ),
 )
 
 
