@@ -374,7 +374,9 @@ def _goodwill(
     def spare_units(capture: CaptureState, reference: str, state: ReferenceState) -> int:
         # A unit no refund used yet, and not one a return is waiting to refund.
         token = capture.token_of(reference)
-        waiting = max(0, _back_unrefunded(capture, token, where)) if token is not None else 0
+        # Nothing is waiting where nothing came back (refunded quantities are never negative).
+        back = token is not None and where.back_units(capture.key, token) > 0
+        waiting = max(0, _back_unrefunded(capture, token, where)) if back and token is not None else 0
         units, _ = planned.get((capture.parcel, reference), (0, 0))
         return state.units_unused - units - waiting
 
