@@ -20,6 +20,7 @@ back only what depends on it:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,7 +153,11 @@ async def sync_order(
     """
     state = await provider.get_order(provider_order_id)
     # A capture made elsewhere that holds exactly one parcel's goods stands for that parcel.
-    planned = plan(adopt_foreign_captures(order, state).order, state, policy)
+    planned = (
+        await asyncio.to_thread(_plan, order, state, policy)
+        if _large(order, state)
+        else _plan(order, state, policy)
+    )
     for refusal in planned.refusals:
         log.warning(
             "refused %s %s on order %s: %s",
@@ -163,6 +168,20 @@ async def sync_order(
             extra={"order": order.id, "provider_order": provider_order_id},
         )
     return await execute(planned, state, provider, record=record, classify=classify, refused=refused)
+
+
+OFF_LOOP_SIZE = 200
+"""Orders with more lines, parcels and refunds than this are planned in a worker thread: a
+plan is pure CPU, and on the event loop it would stall every other pass of the process."""
+
+
+def _large(order: Order, state: ProviderOrder) -> bool:
+    size = len(order.lines) + len(order.shipments) + len(order.refunds)
+    return size + len(state.captures) + len(state.refunds) > OFF_LOOP_SIZE
+
+
+def _plan(order: Order, state: ProviderOrder, policy: Policy | None) -> Plan:
+    return plan(adopt_foreign_captures(order, state).order, state, policy)
 
 
 async def execute(
