@@ -155,10 +155,14 @@ async def test_four_workers_with_faults_do_everything_once(database_url: str) ->
         assert sum(r.path.endswith("/refunds") for r in writes) == 2 * ORDERS  # once per capture refunded
         for order in orders:
             state = w.klarna(order)
-            assert [c.captured_amount for c in state.captures] == [11000, 10000]
+            # Parcels are independent: a parcel whose capture met a fault may go after the next one.
+            assert sorted(c.captured_amount for c in state.captures) == [10000, 11000]
             ledger = await w.ledger(order)
-            assert [r["refunded_amount"] for r in ledger["refunds"]] == [3000, 10000]
             assert all(r["allocated"] for r in ledger["refunds"])
+            # Each refund booked on the parcel that shipped its goods (refunds of two parcels may
+            # go in either order): 30.00 of the 110.00 parcel, all of the 100.00 one.
+            by_parcel = {c["captured_amount"]: c["refunded_amount"] for c in ledger["captures"]}
+            assert by_parcel == {11000: 3000, 10000: 10000}
             transaction = w.saleor.transaction(order.transaction)
             assert len(transaction.of_type("CHARGE_SUCCESS")) == 2
             (refunded,) = transaction.of_type("REFUND_SUCCESS")
