@@ -64,8 +64,8 @@ class TokenBucket:
                 self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
                 delay = self._held_until - now
-                if delay <= 0 and self._tokens >= 1:
-                    self._tokens -= 1
+                if delay <= 0 and self._tokens >= 1 - 1e-9:  # float refill: 0.2 s x 5/s may be 0.999...
+                    self._tokens = max(self._tokens - 1, 0.0)
                     break
                 if delay <= 0:
                     delay = (1 - self._tokens) / self.rate

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from plugin.domain.actions import CaptureAction, idempotency_key
-from plugin.domain.provider import ProviderOrder
 from plugin.service.authorization import enqueue_expiring, keep_authorization
 from plugin.service.crashpoints import crash_point
 from plugin.service.ports import PaymentProvider, Platform, ReportRefused, WorkStore
+from plugin.service.projection import after_pass
 from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
 from plugin.service.reporting import adopt, compose, failure_attention, lasting_attention, requested_cancel
 from plugin.service.requests import refund_from_json
@@ -284,7 +284,8 @@ class Worker:
         # Captures and refunds made before a crash that kept KOM from recording them.
         for adopted in adopt(result.state, known, [r.request_id for r in requests]):
             await record(adopted)
-        state = await self._fresh(provider, provider_id, result)
+        # No re-read: the read before acting plus the provider's answers to the writes.
+        state = after_pass(result.state, result)
         retry = [f"{f.action.key}: {f.reason}" for f in result.transient]
         recorded = {o.key: o for o in await self.store.outcomes(installation.id, provider_id)}
         for request in (r for r in open_requests if r.kind == "cancel"):
@@ -330,18 +331,6 @@ class Worker:
             reason = " ".join(dict.fromkeys(attention))
             return PassOutcome("needs_attention", reason, provider_id, retry, correlation_id)
         return PassOutcome("in_sync", None, provider_id, retry)
-
-    async def _fresh(self, provider: PaymentProvider, provider_id: str, result: SyncResult) -> ProviderOrder:
-        """The provider's order after acting, for the invoice names in messages. The records
-        stay the truth: a read that lags behind a write changes no amount."""
-        assert result.state is not None
-        if not result.done:
-            return result.state
-        try:
-            return await provider.get_order(provider_id)
-        except Exception:
-            log.info("re-read of %s failed; messages use the read before acting", provider_id, exc_info=True)
-            return result.state
 
     async def _cancel(
         self,
