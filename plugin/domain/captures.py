@@ -12,7 +12,6 @@ authorized).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from plugin.domain.actions import (
@@ -53,12 +52,26 @@ class Captured:
 
 @dataclass
 class CaptureBook:
-    """Captured totals per token, read from the provider's captures."""
+    """Captured totals per token, read from the provider's captures.
 
+    ``goods`` holds the order's line tokens: their totals over all lines are kept as running
+    sums, so no parcel needs a pass over the whole order.
+    """
+
+    goods: frozenset[str] = frozenset()
     by_token: dict[str, Captured] = field(default_factory=dict)
+    goods_amount: int = 0
+    goods_quantity: int = 0
+    base: CaptureBook | None = None
+    """For a trial: the book it was made from; entries are copied from it when first touched."""
 
     def get(self, token: str) -> Captured:
-        return self.by_token.setdefault(token, Captured())
+        entry = self.by_token.get(token)
+        if entry is None:
+            known = self.base.by_token.get(token) if self.base is not None else None
+            entry = Captured(known.quantity, known.amount, known.tax) if known is not None else Captured()
+            self.by_token[token] = entry
+        return entry
 
     def add(self, line: ProviderLine | PlannedLine) -> None:
         parsed = parse_line_reference(line.reference)
@@ -68,13 +81,18 @@ class CaptureBook:
         entry.quantity += line.quantity
         entry.amount += line.total_amount
         entry.tax += line.total_tax_amount
+        if parsed[0] in self.goods:
+            self.goods_amount += line.total_amount
+            self.goods_quantity += line.quantity
 
+    def trial(self) -> CaptureBook:
+        """A copy to try a parcel on; it changes this book only when ``commit``-ed."""
+        return CaptureBook(self.goods, {}, self.goods_amount, self.goods_quantity, base=self)
 
-def _goods_value(order: Order, book: CaptureBook, tokens: dict[str, str]) -> tuple[int, int]:
-    """(goods value captured so far, goods value of the whole order)."""
-    total = sum(line.total_amount for line in order.lines)
-    done = sum(book.get(tokens[line.id]).amount for line in order.lines)
-    return done, total
+    def commit(self, trial: CaptureBook) -> None:
+        assert trial.base is self
+        self.by_token.update(trial.by_token)
+        self.goods_amount, self.goods_quantity = trial.goods_amount, trial.goods_quantity
 
 
 def _goods_line(line: OrderLine, token: str, parcel: int, units: int, done: Captured) -> PlannedLine:
@@ -115,7 +133,7 @@ def plan_captures(
     Units an earlier capture already paid for (``where.covered``) are not captured again; the
     shipment's tracking is added to that capture instead.
     """
-    book = CaptureBook()
+    book = CaptureBook(goods=frozenset(tokens[line.id] for line in order.lines))
     for capture in captures:
         for recorded in capture.lines:
             book.add(recorded)
@@ -125,16 +143,20 @@ def plan_captures(
     if not policy.capture_shipments:
         return actions, [], refusals
     gift_total = sum(g.amount for g in order.gift_cards)
+    ordered = (sum(line.total_amount for line in order.lines), sum(line.quantity for line in order.lines))
     uncaptured = [
         s for s in sorted(order.shipments, key=lambda s: (s.created_at, s.id))
         if capture_reference(s.id) not in captured_refs
     ]  # fmt: skip
     infos = _tracking_for_covering_captures(order, captures, ledger, where, provider_order_id)
     completing = _completing_shipment(order, book, tokens, uncaptured, where)
+    numbered = _highest_parcel(captures)
     for shipment in uncaptured:
         reference = capture_reference(shipment.id)
-        parcel = len(ledger.captures) + 1
-        trial = copy.deepcopy(book)  # becomes the book only if this parcel is captured
+        # Next after every capture on record *and* every number a line reference carries: a
+        # parcel captured after a later one (refused, then Retry now) never reuses its numbers.
+        parcel = max(len(ledger.captures), numbered) + 1
+        trial = book.trial()  # becomes the book only if this parcel is captured
         lines: list[PlannedLine] = []
         problem: str | None = None
         shipped = _uncovered_units(shipment, tokens, where)
@@ -165,7 +187,7 @@ def plan_captures(
         units = sum(line.quantity for line in lines if line.type != LineType.SHIPPING_FEE)
         lines.extend(
             _gift_card_line(
-                order, trial, tokens, parcel, gift_total, before_gift, units, remaining_authorized
+                order, trial, ordered, parcel, gift_total, before_gift, units, remaining_authorized
             )
         )
         amount = sum(line.total_amount for line in lines)
@@ -194,7 +216,7 @@ def plan_captures(
             )
             continue
         remaining_authorized -= amount
-        book = trial
+        book.commit(trial)
         action = CaptureAction(
             key=f"capture:{shipment.id}",
             reference=reference,
@@ -208,7 +230,14 @@ def plan_captures(
         )
         actions.append(action)
         ledger.add_capture(as_provider_capture(action))
+        numbered = parcel
     return actions, infos, refusals
+
+
+def _highest_parcel(captures: tuple[ProviderCapture, ...]) -> int:
+    """The highest parcel number a line reference on the provider's captures carries."""
+    numbers = (parse_line_reference(line.reference) for capture in captures for line in capture.lines)
+    return max((parsed[1] for parsed in numbers if parsed is not None), default=0)
 
 
 def _uncovered_units(shipment: Shipment, tokens: dict[str, str], where: Whereabouts) -> dict[str, int]:
@@ -313,7 +342,7 @@ def _shipping_line(
 def _gift_card_line(
     order: Order,
     book: CaptureBook,
-    tokens: dict[str, str],
+    ordered: tuple[int, int],
     parcel: int,
     gift_total: int,
     worth: int,
@@ -326,19 +355,19 @@ def _gift_card_line(
     rest), and short of the whole parcel while authorization is left, so no parcel is
     worth nothing on the provider (a parcel that cannot be captured cannot record its share).
     Its quantity is the parcel's units, so each return takes back its units' share without
-    refunding more gift-card units than the capture holds.
+    refunding more gift-card units than the capture holds. ``ordered``: the goods value and
+    units of the whole order.
     """
     if gift_total == 0:
         return []
-    done, total = _goods_value(order, book, tokens)
+    total, ordered_units = ordered
+    done = book.goods_amount  # goods value captured so far
     target = gift_total if done >= total else min(gift_total, div_round(gift_total * done, total))
     applied = -book.get(GIFT_CARD_TOKEN).amount
     gift_left = gift_total - applied
     # Leave a minor unit of authorization for each goods unit still to ship, so a later parcel
     # is never worth nothing on the provider because an earlier one used the authorization up.
-    still_to_ship = sum(line.quantity for line in order.lines) - sum(
-        book.get(tokens[line.id]).quantity for line in order.lines
-    )
+    still_to_ship = ordered_units - book.goods_quantity
     reserve = max(0, min(still_to_ship, remaining_authorized - 1))
     share = max(target - applied, worth - (remaining_authorized - reserve))
     if remaining_authorized > 0:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from plugin.domain.provider import ProviderCapture, ProviderLine, ProviderRefund
-from plugin.domain.references import CAPTURE_PREFIX
+from plugin.domain.references import CAPTURE_PREFIX, parse_line_reference
 
 
 @dataclass
@@ -51,10 +51,35 @@ class CaptureState:
     captured_amount: int
     references: dict[str, ReferenceState]
     refunded: int = 0
+    _by_token: dict[str, list[str]] | None = field(default=None, init=False, repr=False, compare=False)
+    _token_of: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def left(self) -> int:
         return self.captured_amount - self.refunded
+
+    def references_of(self, token: str) -> list[str]:
+        """This capture's references of one line token (``TOKEN/<parcel>``), in recorded order.
+
+        Indexed once (a capture's references never change), so finding a line's units costs
+        no pass over every line of every capture.
+        """
+        return self._index().get(token, [])
+
+    def token_of(self, reference: str) -> str | None:
+        """The line token of one of this capture's references (None: not one KOM built)."""
+        self._index()
+        return self._token_of.get(reference)
+
+    def _index(self) -> dict[str, list[str]]:
+        if self._by_token is None:
+            self._by_token = {}
+            for reference in self.references:
+                parsed = parse_line_reference(reference)
+                if parsed is not None:
+                    self._by_token.setdefault(parsed[0], []).append(reference)
+                    self._token_of[reference] = parsed[0]
+        return self._by_token
 
 
 @dataclass
@@ -62,6 +87,8 @@ class Ledger:
     captures: list[CaptureState] = field(default_factory=list)
     misallocated: list[tuple[str, str]] = field(default_factory=list)
     """(refund id or reference, reason) of refunds whose allocation failed."""
+    _holding: dict[str, list[CaptureState]] = field(default_factory=dict, init=False, repr=False)
+    """Reference -> the captures that hold it, in order (kept by ``add_capture``)."""
 
     def add_capture(self, capture: ProviderCapture) -> CaptureState:
         own = capture.reference is not None and capture.reference.startswith(CAPTURE_PREFIX)
@@ -78,6 +105,8 @@ class Ledger:
             references=references,
         )
         self.captures.append(state)
+        for reference in references:
+            self._holding.setdefault(reference, []).append(state)
         return state
 
     def why_not_allocatable(self, amount: int, lines: Iterable[ProviderLine]) -> str | CaptureState:
@@ -90,7 +119,10 @@ class Ledger:
         if sum(line.total_amount for line in lines) != amount:
             return "its order lines do not add up to the refunded amount"
         references = {line.reference for line in lines}
-        holders = [c for c in self.captures if all(r in c.references for r in references)]
+        # Only captures holding one of its references can hold them all.
+        some = next(iter(references))
+        candidates = self._holding.get(some, []) if some is not None else []
+        holders = [c for c in candidates if all(r in c.references for r in references)]
         if len(holders) != 1:
             return "its line references do not belong to exactly one capture"
         capture = holders[0]

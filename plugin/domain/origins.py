@@ -121,12 +121,18 @@ def whereabouts(
         for token, n in units.items():  # a shipment that is gone came back whole
             add_back(key, token, n - still.get(token, 0))
 
+    # Token -> the cancelled captures that hold it, in capture order (no other has any to give).
+    covering: dict[str, list[str]] = {}
+    for key, left in can_cover.items():
+        for token in left:
+            covering.setdefault(token, []).append(key)
+
     # Returns the live captures do not explain came back from a re-shipment of a cancelled
     # parcel (Saleor sends no event for a return): those stranded units can cover nothing more.
     returned_total = _units_by_token(order.returned, tokens)
     for token, n in returned_total.items():
         unexplained = n - accounted.get(token, 0)
-        for left in can_cover.values():
+        for left in (can_cover[key] for key in covering.get(token, ())):
             take = min(unexplained, left.get(token, 0))
             if take > 0:
                 left[token] -= take
@@ -137,7 +143,8 @@ def whereabouts(
         paid = own.get(capture_reference(shipment.id), {})
         for token, count in _units_by_token(shipment.lines, tokens).items():
             excess = count - paid.get(token, 0)
-            for key, left in can_cover.items():
+            for key in covering.get(token, ()):
+                left = can_cover[key]
                 take = min(excess, left.get(token, 0))
                 if take > 0:
                     left[token] -= take

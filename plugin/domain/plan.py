@@ -196,27 +196,28 @@ def _cancelled_goods(
     by_key = {capture_reference(s.id): s.id for s in order.cancelled_shipments}
     lines: list[RefundLine] = []
     shipping = False
+    back: dict[str, list[tuple[str, int]]] = {}  # capture key -> (token, units back), in order
+    for (key, token), units in where.back.items():
+        back.setdefault(key, []).append((token, units))
     for capture in ledger.captures:
         shipment_id = by_key.get(capture.key)
         if shipment_id is None:
             continue
+        # Shipping goes back only if no goods reached the shopper (none came back either).
+        delivered = bool(order.returned) or any(
+            units > where.stranded.get((capture.key, token), 0) for token, units in back.get(capture.key, ())
+        )
         refunded: dict[str, int] = {}
         for reference, state in capture.references.items():
             parsed = parse_line_reference(reference)
             if parsed is None:
                 continue
-            # Shipping goes back only if no goods reached the shopper (none came back either).
-            delivered = bool(order.returned) or any(
-                units > where.stranded.get((key, token), 0)
-                for (key, token), units in where.back.items()
-                if key == capture.key
-            )
             if parsed[0] == SHIPPING_TOKEN and state.amount_left > 0 and not delivered:
                 shipping = True
             refunded[parsed[0]] = refunded.get(parsed[0], 0) + state.refunded_quantity
-        for (key, token), units in where.back.items():
+        for token, units in back.get(capture.key, ()):
             left = units - refunded.get(token, 0)
-            if key == capture.key and token in line_of and left > 0:
+            if token in line_of and left > 0:
                 lines.append(RefundLine(line_of[token], left, shipment_id))
     if not lines and not shipping:
         return None

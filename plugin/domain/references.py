@@ -2,11 +2,13 @@
 
 A capture line's reference is ``<TOKEN>/<parcel>``: TOKEN is the line's SKU (or its name
 when it has none), followed by ``~<hash of the line id>`` only when two lines of the order
-would otherwise share it; parcel is the capture's position on the provider order. So the
-same order line shipped in two parcels gets ``TSHIRT-M/1`` and ``TSHIRT-M/2`` — unique
-across all captures of the order, at most 64 characters, and the same input always gives
-the same reference. Refunds never build references: they copy the ones the provider has on
-record for the capture (see refunds.py).
+would otherwise share it; parcel is the capture's number on the provider order: its position,
+or one past the highest number any captured line reference carries when that is higher (a
+parcel captured after a later one, e.g. refused and then retried, takes a fresh number). So
+the same order line shipped in two parcels gets ``TSHIRT-M/1`` and ``TSHIRT-M/2`` — unique
+across all captures of the order whatever order they are made in, at most 64 characters,
+and the same provider record always gives the same references. Refunds never build
+references: they copy the ones the provider has on record for the capture (see refunds.py).
 """
 
 from __future__ import annotations

@@ -186,10 +186,7 @@ def _pick_returned_units(
             raise _Refused(RefusalCode.UNKNOWN_LINE, f"it returns line {line_id}, which is not on the order")
         token = tokens[line_id]
         holders = [
-            (capture, reference)
-            for capture in ledger.captures
-            for reference in capture.references
-            if (parsed := parse_line_reference(reference)) and parsed[0] == token
+            (capture, reference) for capture in ledger.captures for reference in capture.references_of(token)
         ]
         holders.sort(key=lambda h: h[0].parcel, reverse=latest_first)
         needed = quantity
@@ -239,9 +236,7 @@ def _pick_returned_units(
 def _back_unrefunded(capture: CaptureState, token: str, where: Whereabouts) -> int:
     """Units of ``token`` that came back from (or never left with) ``capture`` and are not refunded."""
     refunded = sum(
-        state.refunded_quantity
-        for reference, state in capture.references.items()
-        if (parsed := parse_line_reference(reference)) and parsed[0] == token
+        capture.references[reference].refunded_quantity for reference in capture.references_of(token)
     )
     return where.back_units(capture.key, token) - refunded
 
@@ -252,11 +247,10 @@ def _worth_nothing(line: OrderLine, token: str, ledger: Ledger, units: int) -> b
         return True
     quantity = amount = 0
     for capture in ledger.captures:
-        for reference, state in capture.references.items():
-            parsed = parse_line_reference(reference)
-            if parsed and parsed[0] == token:
-                quantity += state.line.quantity
-                amount += state.line.total_amount
+        for reference in capture.references_of(token):
+            state = capture.references[reference]
+            quantity += state.line.quantity
+            amount += state.line.total_amount
     left = line.quantity - quantity
     return left >= units and value_of_next_units(line.total_amount - amount, left, units) == 0
 
@@ -379,8 +373,10 @@ def _goodwill(
 
     def spare_units(capture: CaptureState, reference: str, state: ReferenceState) -> int:
         # A unit no refund used yet, and not one a return is waiting to refund.
-        parsed = parse_line_reference(reference)
-        waiting = max(0, _back_unrefunded(capture, parsed[0], where)) if parsed else 0
+        token = capture.token_of(reference)
+        # Nothing is waiting where nothing came back (refunded quantities are never negative).
+        back = token is not None and where.back_units(capture.key, token) > 0
+        waiting = max(0, _back_unrefunded(capture, token, where)) if back and token is not None else 0
         units, _ = planned.get((capture.parcel, reference), (0, 0))
         return state.units_unused - units - waiting
 
@@ -394,9 +390,9 @@ def _goodwill(
                 result.append((reference, room))
         return result
 
-    def capacity(capture: CaptureState) -> int:
+    def capacity(capture: CaptureState, room: list[tuple[str, int]]) -> int:
         used = sum(p.amount for p in [*picks, *extra] if p.capture is capture)
-        return max(0, min(capture.left - used, sum(room for _, room in rooms(capture))))
+        return max(0, min(capture.left - used, sum(r for _, r in room)))
 
     extra: list[_Pick] = []
     left = surplus
@@ -415,13 +411,19 @@ def _goodwill(
                 planned[(capture.parcel, reference)] = (1, amount + share)
                 left -= share
                 room_left -= share
-    for capture in sorted(ledger.captures, key=lambda c: (-capacity(c), c.parcel)):
-        give = min(left, capacity(capture))
+    # From here on what a capture has room for changes only when it is given to, once: each
+    # capture's rooms and capacity are worked out once (not once per comparison).
+    room_of = {capture.parcel: rooms(capture) for capture in ledger.captures}
+    capacity_of = {capture.parcel: capacity(capture, room_of[capture.parcel]) for capture in ledger.captures}
+    for capture in sorted(ledger.captures, key=lambda c: (-capacity_of[c.parcel], c.parcel)):
+        if left <= 0:
+            break
+        give = min(left, capacity_of[capture.parcel])
         if give <= 0:
             continue
         # Fill the roomiest lines first: each goodwill line uses up a unit of its reference.
         remaining = give
-        for reference, room in sorted(rooms(capture), key=lambda r: -r[1]):
+        for reference, room in sorted(room_of[capture.parcel], key=lambda r: -r[1]):
             share = min(room, remaining)
             if share > 0:
                 extra.append(_Pick(capture, reference, 1, share, goodwill=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 
 
 class LineType(StrEnum):
@@ -160,4 +161,12 @@ class Order:
     """The merchant granted the shipping fee back: if it was not captured yet, it never will be."""
 
     def line(self, line_id: str) -> OrderLine | None:
-        return next((line for line in self.lines if line.id == line_id), None)
+        return self._lines_by_id.get(line_id)
+
+    @cached_property
+    def _lines_by_id(self) -> dict[str, OrderLine]:
+        """The first line of each id (the planner looks lines up once per parcel and return)."""
+        index: dict[str, OrderLine] = {}
+        for line in self.lines:
+            index.setdefault(line.id, line)
+        return index

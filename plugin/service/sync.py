@@ -7,8 +7,9 @@ back only what depends on it:
 
 - a permanent failure (``classify`` says retrying will not help: the provider refused with
   a 4xx other than 409/429) fails that action; a transient one leaves it to the next pass;
-- captures go in parcel order (a parcel's line references carry its number), so a capture
-  that did not happen holds back the later ones;
+- captures are independent of each other: a parcel's line references carry a number no
+  other capture of the order uses (plugin/domain/captures.py numbers a parcel after every
+  number on record), so a parcel that was not captured holds back no later parcel;
 - a refund out of a capture planned in this pass waits for that capture;
 - a platform refund split into several refunds goes out whole or stops: after a part fails
   permanently the rest is not sent (the request is answered with what moved); when a part
@@ -19,6 +20,7 @@ back only what depends on it:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -151,7 +153,11 @@ async def sync_order(
     """
     state = await provider.get_order(provider_order_id)
     # A capture made elsewhere that holds exactly one parcel's goods stands for that parcel.
-    planned = plan(adopt_foreign_captures(order, state).order, state, policy)
+    planned = (
+        await asyncio.to_thread(_plan, order, state, policy)
+        if _large(order, state)
+        else _plan(order, state, policy)
+    )
     for refusal in planned.refusals:
         log.warning(
             "refused %s %s on order %s: %s",
@@ -162,6 +168,20 @@ async def sync_order(
             extra={"order": order.id, "provider_order": provider_order_id},
         )
     return await execute(planned, state, provider, record=record, classify=classify, refused=refused)
+
+
+OFF_LOOP_SIZE = 200
+"""Orders with more lines, parcels and refunds than this are planned in a worker thread: a
+plan is pure CPU, and on the event loop it would stall every other pass of the process."""
+
+
+def _large(order: Order, state: ProviderOrder) -> bool:
+    size = len(order.lines) + len(order.shipments) + len(order.refunds)
+    return size + len(state.captures) + len(state.refunds) > OFF_LOOP_SIZE
+
+
+def _plan(order: Order, state: ProviderOrder, policy: Policy | None) -> Plan:
+    return plan(adopt_foreign_captures(order, state).order, state, policy)
 
 
 async def execute(
@@ -234,8 +254,7 @@ class _Run:
         self.refused = refused
         self.planned_captures = {a.reference for a in result.actions if isinstance(a, CaptureAction)}
         self.made: set[str] = set()
-        self.capture_missing: str | None = None  # why the next capture cannot go
-        self.capture_transient = False  # ... and whether a later pass may fix that
+        self.capture_transient = False  # a capture failed in a way a later pass may fix
         self.refunds_blocked: str | None = None
         self.stopped: dict[str, str] = {}  # platform refund -> why its other parts are not sent
         self.sent: set[str] = {
@@ -247,8 +266,6 @@ class _Run:
         return any(reference.startswith(prefix) for reference in self.sent)
 
     def waits(self, action: Action) -> str | None:
-        if isinstance(action, CaptureAction):
-            return self.capture_missing
         if isinstance(action, RefundAction):
             if action.request_id in self.stopped:
                 return self.stopped[action.request_id]
@@ -264,12 +281,8 @@ class _Run:
     def held_back(self, action: Action, why: str, how: str) -> None:
         """``action`` did not happen: it ``waited``, failed ``transient``ly or ``permanent``ly."""
         if isinstance(action, CaptureAction):
-            if self.capture_missing is None:
-                self.capture_missing = f"parcel {action.parcel} was not captured first ({why})"
-            # Later parcels wait on a capture a later pass may still make, or on one that waits itself.
-            self.capture_transient = (
-                self.capture_transient or how == "transient" or (how == "waited" and self.capture_transient)
-            )
+            # Only a capture a later pass may still make keeps the authorization from release.
+            self.capture_transient = self.capture_transient or how == "transient"
         elif isinstance(action, RefundAction) and action.request_id not in self.stopped:
             if how == "permanent":
                 self.stopped[action.request_id] = f"another part of this refund failed ({why})"

@@ -236,3 +236,47 @@ async def test_a_lost_fulfillment_webhook_is_healed_by_the_sweep_within_its_inte
         await running
     assert healed <= interval + 3
     assert len(w.saleor.transaction(order.transaction).of_type("CHARGE_SUCCESS")) == 2
+
+
+async def test_a_refused_parcel_holds_back_no_later_one_and_is_captured_on_retry_with_its_own_references(
+    w: World,
+) -> None:
+    order = await w.new_order(SEED)
+    w.fault(
+        Fault.http_error(403, method="POST", path="/captures$", error_code="CAPTURE_NOT_ALLOWED", after=1)
+    )
+    for index in range(3):  # three parcels, one item each: the second one is refused
+        w.saleor.fulfill(order.id, {order.lines[index]: 1})
+    await w.settle()
+
+    made = w.klarna(order).captures
+    assert sorted(c.captured_amount for c in made) == [3000, 10000]  # parcels 1 and 3 ...
+    charges = w.saleor.transaction(order.transaction).of_type("CHARGE_SUCCESS")
+    assert sorted(c.psp_reference for c in charges) == sorted(c.capture_id for c in made)  # ... reported
+    job = await w.store.order_job(1, order.id)
+    assert job is not None and job.state == "needs_attention"
+    assert "Parcel 2 (€70.00) could not be captured" in (job.reason or "") and "CAPTURE_NOT_ALLOWED" in (
+        job.reason or ""
+    )
+
+    assert await w.store.retry_now(1, order.id)  # the merchant pressed Retry now
+    await w.settle()
+    captures = w.klarna(order).captures
+    assert sorted(c.captured_amount for c in captures) == [3000, 7000, 10000]
+    references = [line.reference for c in captures for line in c.order_lines]
+    assert len(references) == len(set(references))  # parcel 2 took numbers of its own
+    charges = w.saleor.transaction(order.transaction).of_type("CHARGE_SUCCESS")
+    assert sorted(c.psp_reference for c in charges) == sorted(c.capture_id for c in captures)
+    job = await w.store.order_job(1, order.id)
+    assert job is not None and job.state == "in_sync"
+
+    for index in range(3):  # everything comes back, one return per parcel
+        request_refund(w, order, index)
+    await w.settle()
+    klarna = w.sandbox.get(w.klarna(order).order_id)
+    ledger = klarna.ledger()  # the sandbox's allocation rule, not KOM's
+    holder = {c.captured_amount: c.capture_id for c in captures}
+    assert {a.refunded_amount: a.capture_id for a in ledger.allocations} == holder  # each on its invoice
+    assert ledger.unallocated_amount == 0
+    refunded = w.saleor.transaction(order.transaction).of_type("REFUND_SUCCESS")
+    assert sorted(r.amount for r in refunded) == [Decimal("30.00"), Decimal("70.00"), Decimal("100.00")]

@@ -12,7 +12,7 @@ from dataclasses import replace
 from adapters.klarna.sandbox import Fault
 from plugin.composition import classify
 from plugin.demo import seed_order
-from plugin.domain.actions import Plan, ReleaseAction, ShippingInfoAction, idempotency_key
+from plugin.domain.actions import CaptureAction, Plan, ReleaseAction, ShippingInfoAction, idempotency_key
 from plugin.domain.plan import plan
 from plugin.domain.snapshot import Order, RefundLine, RefundRequest, Tracking
 from plugin.service.records import Outcome
@@ -71,7 +71,7 @@ async def test_a_refused_capture_fails_its_parcel_and_a_refund_on_another_captur
     assert [(o.kind, o.parcel, o.amount) for o in failed] == [("capture", 2, 10000)]
 
 
-async def test_a_capture_that_fails_for_now_holds_back_its_refund_and_later_parcels_only(
+async def test_a_capture_that_fails_for_now_holds_back_its_refund_only(
     sandbox: Sandbox,
 ) -> None:
     order = seed_order()
@@ -179,8 +179,44 @@ async def test_an_action_refused_before_is_not_sent_again(sandbox: Sandbox) -> N
     result = await sync_order(order, klarna_id, sandbox.provider(), refused={refused.key: refused})
 
     assert keys(result.failed) == ["capture:parcel-A"] and result.failed[0].reason == "refused before"
-    assert [a.key for a, _ in result.waiting] == ["capture:parcel-B"]  # parcels go in order
-    assert sandbox.writes("/captures") == []
+    assert keys(result.done) == ["capture:parcel-B"] and result.waiting == []  # B is not held back
+    assert len(sandbox.writes("/captures")) == 1
+
+
+async def test_a_parcel_captured_after_a_later_one_gets_references_of_its_own(sandbox: Sandbox) -> None:
+    """Parcel A refused (then Retry now), parcel B captured meanwhile: A's lines must not reuse
+    B's numbers, the same record gives the same references again, and each parcel's refund
+    goes to its own invoice."""
+    order = seed_order()
+    klarna_id = await sandbox.new_order(order)
+    refused = Outcome("kom:s:parcel-A", "capture", "failed", 10000, message="refused before")
+    await sync_order(order, klarna_id, sandbox.provider(), refused={refused.key: refused})
+    captured = sandbox.state.get(klarna_id).captures
+    assert [c.reference for c in captured] == ["kom:s:parcel-B"]
+    b_refs = {line.reference for line in captured[0].order_lines}
+    assert b_refs and all(r.endswith("/2") for r in b_refs)
+
+    # Planned twice from the same record (a crash before the write): the same references.
+    state = await sandbox.provider().get_order(klarna_id)
+    first, second = plan(order, state), plan(order, state)
+    assert first.actions == second.actions
+    (retry,) = first.actions
+    assert isinstance(retry, CaptureAction) and {line.reference[-2:] for line in retry.lines} == {"/3"}
+
+    result = await sync_order(order, klarna_id, sandbox.provider())  # the merchant pressed Retry now
+    assert keys(result.done) == ["capture:parcel-A"]
+    captures = {c.reference: c for c in sandbox.state.get(klarna_id).captures}
+    a_refs = {line.reference for line in captures["kom:s:parcel-A"].order_lines}
+    assert a_refs and all(r.endswith("/3") for r in a_refs) and not a_refs & b_refs
+
+    both = await sync_order(replace(order, refunds=(TSHIRT, SNEAKERS)), klarna_id, sandbox.provider())
+    assert both.in_sync and len(both.done) == 2
+    ledger = await sandbox.ledger(klarna_id)  # the sandbox's allocation rule, not KOM's
+    by_id = {c.reference: c.capture_id for c in sandbox.state.get(klarna_id).captures}
+    refunds = ledger["refunds"]
+    assert isinstance(refunds, list) and all(r["allocated"] for r in refunds)
+    booked = {r["refunded_amount"]: r["capture_id"] for r in refunds}
+    assert booked == {3000: by_id["kom:s:parcel-A"], 10000: by_id["kom:s:parcel-B"]}
 
 
 async def test_tracking_is_added_to_an_existing_capture(sandbox: Sandbox) -> None:
