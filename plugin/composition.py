@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from adapters.klarna.errors import AuthenticationFailed, NotAllowed, NotFound, Rejected
-from plugin.observability import authorization_event
+from plugin.observability import authorization_event, in_flight
 from plugin.service.connection import ConnectionResult, check_connection
 from plugin.service.ports import PaymentProvider, Platform
 from plugin.service.records import ChannelSettings, Installation
@@ -64,6 +64,7 @@ class Services:
             worker_id=worker_id,
             classify=classify,
             observe_authorization=authorization_event,
+            observe_in_flight=in_flight,
         )
 
 
@@ -75,6 +76,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         max_delay=timedelta(seconds=settings.retry_max_seconds),
         sweep_every=timedelta(seconds=settings.sweep_interval_seconds),
         authorization_warning=timedelta(hours=settings.authorization_warning_hours),
+        concurrency=settings.worker_concurrency,
     )
 
 

@@ -240,6 +240,25 @@ PLATFORM_SECONDS = Histogram(
     "kom_platform_call_duration_seconds", "Latency of platform calls.", buckets=_LATENCY, registry=REGISTRY
 )
 
+PASSES_IN_FLIGHT = Gauge(
+    "kom_worker_passes_in_flight", "Order passes this process is working on now.", registry=REGISTRY
+)
+PACING_WAITS = Counter(
+    "kom_provider_pacing_waits",
+    "Provider calls that waited for the per-credentials rate limit (token bucket) before going out.",
+    registry=REGISTRY,
+)
+PACING_SECONDS = Counter(
+    "kom_provider_pacing_wait_seconds", "Time provider calls spent waiting for the rate limit.",
+    registry=REGISTRY,
+)  # fmt: skip
+PROVIDER_CALLS_PER_ACTION = Histogram(
+    "kom_provider_calls_per_action",
+    "Order Management calls of one pass divided by the captures and refunds it made (passes that made some).",
+    buckets=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0),
+    registry=REGISTRY,
+)
+
 AUTHORIZATION_EVENTS = Counter(
     "kom_authorization_events",
     "Provider authorizations about to expire with goods unshipped, by event (warned, expired, "
@@ -260,6 +279,17 @@ def observe_queue(stats: QueueStats, now: datetime) -> None:
 def authorization_event(event: str) -> None:
     """``observe`` for plugin.service.authorization.keep_authorization."""
     AUTHORIZATION_EVENTS.labels(event).inc()
+
+
+def in_flight(change: int) -> None:
+    """``observe_in_flight`` for plugin.service.worker.Worker."""
+    PASSES_IN_FLIGHT.inc(change)
+
+
+def pacing_wait(seconds: float) -> None:
+    """A provider call waited ``seconds`` for its credentials' rate limit."""
+    PACING_WAITS.inc()
+    PACING_SECONDS.inc(seconds)
 
 
 def render() -> bytes:

@@ -50,6 +50,21 @@ class Settings(BaseSettings):
     provider_max_attempts: int = Field(
         4, ge=1, le=10, description="Attempts per provider call (retries on 429, 5xx, timeouts)."
     )
+    provider_rate_limit: float | None = Field(
+        None,
+        gt=0,
+        description="Order Management requests per second this process sends per merchant credentials "
+        "(a token bucket shared by all its passes). Unset: Klarna's documented limit, 50 in the "
+        "playground and 200 in production. With several worker processes on one merchant, set it to "
+        "the limit divided by the number of processes (429s are still waited out).",
+    )
+    provider_rate_limit_patience_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=600,
+        description="How long one provider call waits out 429 answers (per X-Ratelimit-Reset / "
+        "Retry-After) before the order is retried later; 429s within it use up no attempt.",
+    )
     lease_seconds: float = Field(
         20.0,
         gt=0,
@@ -57,6 +72,13 @@ class Settings(BaseSettings):
         description="How long a worker's claim on an order lasts unless renewed (it is renewed every "
         "third of it while the worker works on the order): a crashed worker's orders are taken over "
         "after at most this long.",
+    )
+    worker_concurrency: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Orders one worker process works on at once (never one order twice: each pass "
+        "holds the order's lease). Provider calls stay paced by KOM_PROVIDER_RATE_LIMIT.",
     )
     sweep_interval_seconds: float = Field(
         600.0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ import random as _random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -34,6 +36,7 @@ from adapters.klarna.models import (
     ShippingInfo,
     ShippingInfoUpdate,
 )
+from adapters.klarna.pacing import TokenBucket
 
 log = logging.getLogger("kom.klarna")
 
@@ -65,6 +68,9 @@ class RetryPolicy:
     max_attempts: int = 4
     base_delay: float = 0.5
     max_delay: float = 8.0
+    rate_limit_patience: float = 0.0
+    """Seconds of 429 waits that do not use up attempts (a 429 was not executed): a burst
+    queues behind the rate limit instead of failing. 0: every 429 counts as an attempt."""
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     random: Callable[[], float] = _random.random
 
@@ -101,6 +107,7 @@ class OrderManagementClient:
         username: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        pacer: TokenBucket | None = None,
     ) -> None:
         if not api_key or not (api_key.isascii() and api_key.isprintable()) or " " in api_key:
             raise ValueError("The API key must be non-empty printable ASCII without spaces.")
@@ -110,6 +117,7 @@ class OrderManagementClient:
         self._http = http_client
         self._retry = retry or RetryPolicy()
         self._timeout = timeout
+        self._pacer = pacer
         # klarna-api.md §2.2 (Klarna [D-AUTH], Kustom [K-AUTH]): an API key alone is sent
         # verbatim as "Authorization: Basic <API key>", not base64-encoded and with no
         # colon; with the username shown next to the key, it is standard Basic auth with
@@ -215,15 +223,23 @@ class OrderManagementClient:
         )
         policy = self._retry
         failures: list[_Failure] = []
-        for attempt in range(1, policy.max_attempts + 1):
+        counted, patience = 0, policy.rate_limit_patience
+        while True:
+            attempt = len(failures) + 1
             log.debug("%s order=%s attempt=%d/%d", operation, order_id, attempt, policy.max_attempts)
+            if self._pacer is not None:
+                await self._pacer.take()
             result = await self._attempt(operation, order_id, attempt, method, url, headers, content)
             if isinstance(result, httpx.Response):
                 return result, attempt
             failures.append(result)
-            if attempt == policy.max_attempts:
-                break
-            delay = result.delay if result.delay is not None else policy.backoff(attempt)
+            delay = result.delay if result.delay is not None else policy.backoff(counted + 1)
+            if result.limit is not None and delay <= patience:
+                patience -= delay  # refused unexecuted: waiting for the limit is not a failure
+            else:
+                counted += 1
+                if counted >= policy.max_attempts:
+                    break
             log.info(
                 "Retrying %s for order %s: attempt %d/%d failed (%s, correlation_id=%s); waiting %.2fs",
                 operation,
@@ -234,7 +250,10 @@ class OrderManagementClient:
                 result.correlation_id,
                 delay,
             )
-            await policy.sleep(delay)
+            if result.limit is not None and self._pacer is not None:
+                self._pacer.hold(delay)  # every call with these credentials waits, not just this one
+            else:
+                await policy.sleep(delay)
         raise self._exhausted(operation, order_id, failures)
 
     async def _attempt(
@@ -340,12 +359,28 @@ def _error_body(response: httpx.Response) -> ErrorBody:
 
 
 def _reset_delay(response: httpx.Response, max_delay: float) -> float | None:
-    """Seconds from ``X-Ratelimit-Reset`` (capped), or None to fall back to backoff."""
+    """Seconds from ``X-Ratelimit-Reset``, else ``Retry-After`` (seconds or an HTTP date),
+    capped; None to fall back to backoff."""
+    for header in ("X-Ratelimit-Reset", "Retry-After"):
+        value = response.headers.get(header, "").strip()
+        seconds: float | None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = _seconds_until(value)
+        if seconds is not None and math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, max_delay)
+    return None
+
+
+def _seconds_until(http_date: str) -> float | None:
     try:
-        seconds = float(response.headers.get("X-Ratelimit-Reset", ""))
-    except ValueError:
+        moment = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
         return None
-    return min(seconds, max_delay) if math.isfinite(seconds) and seconds >= 0 else None
+    if moment.tzinfo is None:
+        return None
+    return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _created_id(

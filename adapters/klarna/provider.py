@@ -9,9 +9,11 @@ import httpx
 from adapters.klarna.client import OrderManagementClient, RetryPolicy
 from adapters.klarna.hosts import Environment, Provider, Region, base_url, portal_url
 from adapters.klarna.mapping import capture_request, provider_order, refund_request, shipping_info
+from adapters.klarna.pacing import DOCUMENTED_LIMITS, bucket_for
 from plugin.domain.actions import CaptureAction, RefundAction
 from plugin.domain.provider import ProviderOrder
 from plugin.domain.snapshot import Tracking
+from plugin.observability import pacing_wait
 from plugin.service.records import ChannelSettings
 from plugin.settings import Settings
 
@@ -55,12 +57,19 @@ class KlarnaProvider:
 def from_settings(channel: ChannelSettings, http: httpx.AsyncClient, settings: Settings) -> KlarnaProvider:
     """The provider for one merchant's channel settings (entry points ``kom.providers``: klarna, kustom)."""
     provider, environment = Provider(channel.provider), Environment(channel.environment)
+    endpoint = base_url(provider, environment, Region(channel.region), channel.base_url)
+    rate = settings.provider_rate_limit or DOCUMENTED_LIMITS.get(channel.environment, 50.0)
+    credentials = f"{channel.username or ''}:{channel.api_key}"
     client = OrderManagementClient(
-        base_url=base_url(provider, environment, Region(channel.region), channel.base_url),
+        base_url=endpoint,
         api_key=channel.api_key,
         username=channel.username,
         http_client=http,
-        retry=RetryPolicy(max_attempts=settings.provider_max_attempts),
+        retry=RetryPolicy(
+            max_attempts=settings.provider_max_attempts,
+            rate_limit_patience=settings.provider_rate_limit_patience_seconds,
+        ),
         timeout=settings.provider_timeout_seconds,
+        pacer=bucket_for(http, endpoint, credentials, rate, observe=pacing_wait),
     )
     return KlarnaProvider(client, portal_url(provider, environment))

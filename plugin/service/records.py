@@ -70,6 +70,8 @@ class OrderJob:
     due_at: datetime | None = None
     updated_at: datetime | None = None
     correlation_id: str | None = None
+    lease_owner: str | None = None
+    """Who holds the lease (the token the claim was made under)."""
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from plugin.domain.actions import CaptureAction, idempotency_key
-from plugin.domain.provider import ProviderOrder
 from plugin.service.authorization import enqueue_expiring, keep_authorization
 from plugin.service.crashpoints import crash_point
 from plugin.service.ports import PaymentProvider, Platform, ReportRefused, WorkStore
+from plugin.service.projection import after_pass
 from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
 from plugin.service.reporting import adopt, compose, failure_attention, lasting_attention, requested_cancel
 from plugin.service.requests import refund_from_json
@@ -54,6 +54,8 @@ class WorkerConfig:
     base_delay: timedelta = timedelta(seconds=5)
     max_delay: timedelta = timedelta(minutes=30)
     idle_sleep: float = 0.5
+    concurrency: int = 8
+    """KOM_WORKER_CONCURRENCY: orders one worker process works on at once (``run``)."""
     sweep_every: timedelta = timedelta(minutes=10)
     sweep_lookback: timedelta = timedelta(days=1)
     """How far back the first sweep after start looks."""
@@ -83,6 +85,7 @@ class Worker:
         worker_id: str | None = None,
         classify: Classify = lambda _: None,
         observe_authorization: Callable[[str], None] = lambda _: None,
+        observe_in_flight: Callable[[int], None] = lambda _: None,
     ) -> None:
         self.store = store
         self.platforms = platforms
@@ -91,29 +94,72 @@ class Worker:
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
         self.classify = classify
         self.observe_authorization = observe_authorization
+        self.observe_in_flight = observe_in_flight
+        """Called with +1 when a pass starts and -1 when it ends (a gauge of passes in flight)."""
         self._last_sweep: datetime | None = None
+        self._claims = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set; sleeps briefly whenever nothing is due."""
-        log.info("worker %s started", self.worker_id)
-        while not stop.is_set():
-            try:
-                await self.maybe_sweep()
-                worked = await self.run_once()
-            except Exception:  # the store itself failed: wait and go on
-                log.exception("worker %s: could not claim work", self.worker_id)
-                worked = False
-            if not worked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.config.idle_sleep)
+        """Work until ``stop`` is set, on up to ``config.concurrency`` orders at once.
+
+        Each pass holds its own lease (claimed under a token of its own, renewed by its own
+        heartbeat), so the claim rules that keep two processes off one order also keep two
+        passes of this process apart. On ``stop`` nothing more is claimed and the passes in
+        flight finish (a graceful shutdown loses no pass half-way).
+        """
+        log.info("worker %s started (%d orders at once)", self.worker_id, self.config.concurrency)
+        slots = asyncio.Semaphore(self.config.concurrency)
+        passes: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                await slots.acquire()
+                job = None
+                if not stop.is_set():
+                    try:
+                        await self.maybe_sweep()
+                        job = await self.store.claim(self._lease_token(), self.config.lease)
+                    except Exception:  # the store itself failed: wait and go on
+                        log.exception("worker %s: could not claim work", self.worker_id)
+                if job is None:
+                    slots.release()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self.config.idle_sleep)
+                    continue
+                task = asyncio.create_task(self._pass(job, slots))
+                passes.add(task)
+                task.add_done_callback(passes.discard)
+        finally:
+            if passes:
+                log.info("worker %s: letting %d passes finish", self.worker_id, len(passes))
+                await asyncio.gather(*passes, return_exceptions=True)
         log.info("worker %s stopped", self.worker_id)
+
+    async def _pass(self, job: OrderJob, slots: asyncio.Semaphore) -> None:
+        self.observe_in_flight(1)
+        try:
+            await self.process(job)
+        except Exception:  # the store failed while finishing: the lease runs out, the order comes back
+            log.exception("order %s: the pass failed", job.platform_order_id, extra=_context(job))
+        finally:
+            self.observe_in_flight(-1)
+            slots.release()
+
+    def _lease_token(self) -> str:
+        """A lease owner of its own for each claim: a pass whose lease ran out cannot renew it
+        once another pass (of any process, this one included) took the order over."""
+        self._claims += 1
+        return f"{self.worker_id}/{self._claims}"
 
     async def run_once(self) -> bool:
         """Process one due order; False when nothing was due."""
-        job = await self.store.claim(self.worker_id, self.config.lease)
+        job = await self.store.claim(self._lease_token(), self.config.lease)
         if job is None:
             return False
-        await self.process(job)
+        self.observe_in_flight(1)
+        try:
+            await self.process(job)
+        finally:
+            self.observe_in_flight(-1)
         return True
 
     async def drain(self, limit: int = 1000) -> int:
@@ -189,7 +235,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.config.lease.total_seconds() / 3)
             try:
-                held = await self.store.renew(job, self.worker_id, self.config.lease)
+                held = await self.store.renew(job, job.lease_owner or self.worker_id, self.config.lease)
             except Exception:  # the database hiccuped: the next beat tries again
                 log.warning("order %s: could not renew the lease", job.platform_order_id, exc_info=True)
                 continue
@@ -238,7 +284,8 @@ class Worker:
         # Captures and refunds made before a crash that kept KOM from recording them.
         for adopted in adopt(result.state, known, [r.request_id for r in requests]):
             await record(adopted)
-        state = await self._fresh(provider, provider_id, result)
+        # No re-read: the read before acting plus the provider's answers to the writes.
+        state = after_pass(result.state, result)
         retry = [f"{f.action.key}: {f.reason}" for f in result.transient]
         recorded = {o.key: o for o in await self.store.outcomes(installation.id, provider_id)}
         for request in (r for r in open_requests if r.kind == "cancel"):
@@ -284,18 +331,6 @@ class Worker:
             reason = " ".join(dict.fromkeys(attention))
             return PassOutcome("needs_attention", reason, provider_id, retry, correlation_id)
         return PassOutcome("in_sync", None, provider_id, retry)
-
-    async def _fresh(self, provider: PaymentProvider, provider_id: str, result: SyncResult) -> ProviderOrder:
-        """The provider's order after acting, for the invoice names in messages. The records
-        stay the truth: a read that lags behind a write changes no amount."""
-        assert result.state is not None
-        if not result.done:
-            return result.state
-        try:
-            return await provider.get_order(provider_id)
-        except Exception:
-            log.info("re-read of %s failed; messages use the read before acting", provider_id, exc_info=True)
-            return result.state
 
     async def _cancel(
         self,

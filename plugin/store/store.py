@@ -1107,6 +1107,7 @@ def _job(row: Any) -> OrderJob:
         due_at=row.due_at,
         updated_at=row.updated_at,
         correlation_id=row.correlation_id,
+        lease_owner=row.lease_owner,
     )
 
 

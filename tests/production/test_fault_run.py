@@ -101,7 +101,9 @@ class Supervisor:
         assert found, worker.log.read_text()[-2000:]
         async with self.w.store.engine.connect() as conn:
             rows = await conn.execute(
-                select(t.orders.c.platform_order_id).where(t.orders.c.lease_owner == found.group(1))
+                select(t.orders.c.platform_order_id).where(
+                    t.orders.c.lease_owner.startswith(found.group(1) + "/")
+                )
             )
             return [str(row[0]) for row in rows]
 

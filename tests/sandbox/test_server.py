@@ -140,3 +140,38 @@ def test_banner_names_url_and_credentials() -> None:
 
     text = "\n".join(banner("http://127.0.0.1:8765", DEMO_CREDENTIALS))
     assert "http://127.0.0.1:8765" in text and DEMO_API_KEY in text and DEMO_PASSWORD in text
+
+
+def test_keep_alive_answers_do_not_wait_for_nagle() -> None:
+    """Accepted connections have TCP_NODELAY: 20 keep-alive requests take nowhere near 20 x 40 ms."""
+    import socket
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.types import Receive, Scope, Send
+
+    options: list[int] = []
+
+    async def answer(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"ok": True})
+
+    async def probe(scope: Scope, receive: Receive, send: Send) -> None:
+        # uvicorn's `send` is bound to its request cycle, which holds the transport.
+        if scope["type"] == "http":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            options.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) if sock else -1)
+        await inner(scope, receive, send)
+
+    inner = Starlette(routes=[Route("/", answer, methods=["POST"])])
+    with serve_in_thread(probe) as url, httpx.Client() as client:
+        client.post(url, json={"warm": 1})
+        started = time.perf_counter()
+        for n in range(20):
+            assert client.post(url, json={"n": n}).status_code == 200
+        elapsed = time.perf_counter() - started
+    assert options and all(option == 1 for option in options), options
+    assert elapsed < 20 * 0.040, f"20 keep-alive requests took {elapsed:.3f}s"

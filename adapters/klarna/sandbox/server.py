@@ -58,8 +58,13 @@ def banner(base_url: str, credentials: Credentials) -> list[str]:
 def serve_in_thread(
     app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, lifespan: Literal["auto", "on", "off"] = "auto"
 ) -> Iterator[str]:
-    """Run `app` on a real socket in a background thread; yields the base URL (for tests)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """Run `app` on a real socket in a background thread; yields the base URL (for tests).
+
+    The socket is made with proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted
+    connections only when the listening socket says so, and without it uvicorn's separate
+    header and body writes meet Nagle plus delayed ACK (~40 ms per keep-alive answer).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     # log_config=None: leave the host process's logging alone
