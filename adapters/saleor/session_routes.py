@@ -96,7 +96,9 @@ def _session_body(outcome: SessionOutcome) -> dict[str, object]:
         psp_reference=outcome.psp_reference,
         amount=amount,
         external_url=outcome.external_url,
-        data=outcome.data or None,
+        # A failure also tells the storefront why, as saleor/apps' Stripe app does.
+        data=outcome.data
+        or ({"errors": [{"message": outcome.message}]} if outcome.kind == "failed" else None),
     )
 
 

@@ -148,3 +148,64 @@ async def test_adopting_an_order_linked_already_or_captured_is_refused(w: World)
     assert event.type == "AUTHORIZATION_FAILURE" and "captured already" in event.message
     order_id, _ = w.saleor.checkouts.checkout_complete(first)
     assert order_id
+
+
+async def test_gateway_initialize_says_why_klarna_is_not_offered(w: World) -> None:
+    installation = await w.store.installation_by_url(w.saleor.api_url)
+    assert installation is not None
+    await w.store.save_settings(
+        installation.id,
+        ChannelSettings(
+            "",
+            "klarna",
+            "playground",
+            "eu",
+            DEMO_API_KEY,
+            None,
+            base_url=w.klarna_url,
+            payments_enabled=False,
+        ),
+    )
+    checkout = w.saleor.checkouts.create(LINES, shipping=SHIPPING)
+    config = await w.saleor.checkouts.payment_gateway_initialize(checkout, app(w))
+    assert config["errors"] == []  # KOM answered in Saleor's shape: {"data": ...}
+    assert "turned off" in config["data"]["errors"][0]["message"]
+
+
+async def test_shopper_from_a_country_not_allowed_is_refused_with_the_reason(w: World) -> None:
+    installation = await w.store.installation_by_url(w.saleor.api_url)
+    assert installation is not None
+    await w.store.save_settings(
+        installation.id,
+        ChannelSettings(
+            "",
+            "klarna",
+            "playground",
+            "eu",
+            DEMO_API_KEY,
+            None,
+            base_url=w.klarna_url,
+            payments_enabled=True,
+            purchase_countries=("FI",),
+        ),
+    )
+    checkout = w.saleor.checkouts.create(LINES, shipping=SHIPPING, country="SE")
+    klarna_id = await klarna_order(w)
+    _, event, data = await w.saleor.checkouts.transaction_initialize(
+        checkout, app(w), {"providerOrderId": klarna_id}, "k"
+    )
+    assert event.type == "AUTHORIZATION_FAILURE" and "from FI, not SE" in event.message
+    assert data == {"errors": [{"message": event.message}]}  # the storefront learns why
+
+
+async def test_a_forged_session_webhook_is_refused_and_saleor_records_its_own_failure(w: World) -> None:
+    checkout = w.saleor.checkouts.create(LINES, shipping=SHIPPING)
+    klarna_id = await klarna_order(w)
+    w.saleor.rotate_key()  # Saleor now signs with a key KOM cannot fetch as Saleor's: forged
+    w.saleor.checkouts.saleor.jwks = lambda: {"keys": []}  # type: ignore[method-assign]
+    _, event, _ = await w.saleor.checkouts.transaction_initialize(
+        checkout, app(w), {"providerOrderId": klarna_id}, "k"
+    )
+    assert (event.type, event.message) == ("AUTHORIZATION_FAILURE", "Failed to delivery request.")
+    assert w.saleor.checkouts.sent[-1][2] == 401
+    assert await w.store.payment_transaction(1, "k") is None  # nothing recorded
