@@ -69,7 +69,9 @@ async def answer_session(
         # Unknown outcome (Klarna unreachable, timed out): nothing final was stored, so the
         # same idempotency key tries again and places the order at most once.
         log.exception("%s for %s failed", event.lower(), installation.api_url)
-        return _refused(event, "Klarna could not be reached in time; nothing was charged. Please try again.")
+        return _refused(
+            event, "KOM could not finish the Klarna payment just now (no money was taken); please try again."
+        )
     return JSONResponse(_session_body(outcome))
 
 
