@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from plugin.service.crashpoints import crash_point
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -38,6 +40,7 @@ def upgrade() -> None:
     for name, column in _SETTINGS:
         if name not in present:
             op.add_column("channel_settings", column())
+    crash_point("mid-migration")  # tests/production/test_crash_points.py: killed here, run again
     if not inspector.has_table("payment_sessions"):
         op.create_table(
             "payment_sessions",
@@ -73,6 +76,8 @@ def upgrade() -> None:
             sa.UniqueConstraint("installation_id", "idempotency_key"),
             sa.UniqueConstraint("installation_id", "provider_order_id"),
         )
+    indexes = {index["name"] for index in sa.inspect(op.get_bind()).get_indexes("payment_transactions")}
+    if "ix_payment_transactions_transaction" not in indexes:
         op.create_index(
             "ix_payment_transactions_transaction",
             "payment_transactions",
