@@ -13,6 +13,7 @@ import httpx
 from adapters.klarna.errors import AuthenticationFailed, NotAllowed, NotFound, Rejected
 from plugin.observability import authorization_event, in_flight
 from plugin.service.connection import ConnectionResult, check_connection
+from plugin.service.payment_sessions import CheckoutPayments, PaymentSessions
 from plugin.service.ports import PaymentProvider, Platform
 from plugin.service.records import ChannelSettings, Installation
 from plugin.service.worker import Permanent, Worker, WorkerConfig
@@ -33,6 +34,15 @@ class Services:
         factory = load_adapter("kom.providers", channel.provider)
         provider: PaymentProvider = factory(channel, self.http, self.settings)
         return provider
+
+    def payments(self, channel: ChannelSettings) -> CheckoutPayments:
+        """Checkout payments (Klarna Payments) of the channel's account (entry points ``kom.payments``)."""
+        factory = load_adapter("kom.payments", channel.provider)
+        payments: CheckoutPayments = factory(channel, self.http, self.settings)
+        return payments
+
+    def payment_sessions(self) -> PaymentSessions:
+        return PaymentSessions(self.store, self.payments, self.provider)
 
     def platform(self, installation: Installation) -> Platform:
         factory = load_adapter("kom.platforms", installation.platform)

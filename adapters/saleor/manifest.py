@@ -88,6 +88,7 @@ class WebhookSpec:
         return _DOCUMENTS / f"{self.name.replace('-', '_')}.graphql"
 
 
+# The three *_SESSION webhooks make KOM the payment app of the checkout (docs/saleor-payment-app.md).
 WEBHOOKS: dict[str, WebhookSpec] = {
     spec.name: spec
     for spec in (
@@ -98,6 +99,9 @@ WEBHOOKS: dict[str, WebhookSpec] = {
         WebhookSpec("transaction-charge-requested", "TRANSACTION_CHARGE_REQUESTED", sync=True),
         WebhookSpec("transaction-refund-requested", "TRANSACTION_REFUND_REQUESTED", sync=True),
         WebhookSpec("transaction-cancelation-requested", "TRANSACTION_CANCELATION_REQUESTED", sync=True),
+        WebhookSpec("payment-gateway-initialize-session", "PAYMENT_GATEWAY_INITIALIZE_SESSION", sync=True),
+        WebhookSpec("transaction-initialize-session", "TRANSACTION_INITIALIZE_SESSION", sync=True),
+        WebhookSpec("transaction-process-session", "TRANSACTION_PROCESS_SESSION", sync=True),
         WebhookSpec("app-deleted", "APP_DELETED", sync=False),
     )
 }

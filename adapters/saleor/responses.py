@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["MAX_MESSAGE", "RESULTS", "ResultKind", "pending", "result"]
+__all__ = ["MAX_MESSAGE", "RESULTS", "SESSION_RESULTS", "ResultKind", "pending", "result", "session_result"]
 
 MAX_MESSAGE = 512
 _ACTIONS = frozenset({"CHARGE", "REFUND", "CANCEL"})
@@ -104,3 +104,44 @@ def _actions(actions: Sequence[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown transaction actions {sorted(unknown)}")
     return list(dict.fromkeys(actions))
+
+
+# The session webhooks' results (TransactionSession*Schema): Saleor takes these whatever the
+# action asked (CHARGE or AUTHORIZATION); KOM only ever authorizes, parcels are captured later.
+SESSION_RESULTS = {
+    "authorized": "AUTHORIZATION_SUCCESS",
+    "failed": "AUTHORIZATION_FAILURE",
+    "action_required": "AUTHORIZATION_ACTION_REQUIRED",
+}
+
+
+def session_result(
+    kind: str,
+    *,
+    message: str,
+    psp_reference: str | None = None,
+    amount: Decimal | None = None,
+    external_url: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A TRANSACTION_{INITIALIZE,PROCESS}_SESSION answer; ``data`` goes back to the storefront."""
+    result = SESSION_RESULTS[kind]
+    if result == "AUTHORIZATION_SUCCESS" and not psp_reference:
+        raise ValueError("AUTHORIZATION_SUCCESS needs a pspReference (Saleor refuses it otherwise)")
+    body: dict[str, Any] = {"result": result, "message": message[:MAX_MESSAGE]}
+    if psp_reference:
+        body["pspReference"] = psp_reference
+    if amount is not None:
+        body["amount"] = _json_number(amount)
+    if external_url is not None:
+        parts = urlsplit(external_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"externalUrl must be an absolute http(s) URL, got {external_url!r}")
+        body["externalUrl"] = external_url
+    if result == "AUTHORIZATION_SUCCESS":
+        # Saleor never updates availableActions itself: offer what the order will need. No
+        # CHARGE: each parcel is captured when it ships.
+        body["actions"] = ["REFUND", "CANCEL"]
+    if data is not None:
+        body["data"] = data
+    return body

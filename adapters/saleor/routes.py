@@ -38,6 +38,7 @@ from adapters.saleor.payloads import (
 )
 from adapters.saleor.requests import read_request
 from adapters.saleor.services import SaleorServices
+from adapters.saleor.session_routes import SESSION_EVENTS, answer_session
 from adapters.saleor.snapshot import created_by_kom
 from plugin import __version__
 from plugin.service.records import Installation, RequestConflict
@@ -77,6 +78,9 @@ async def webhook(request: Request) -> Response:
         # Never >= 500 for a transaction request: Saleor's retry of it would come empty.
         # (Only signature checks answer 5xx: "cannot verify it now" is a 401 here.)
         status = exc.status_code if exc.status_code < 500 else 401
+        if spec.event in SESSION_EVENTS:
+            # Saleor reads no refusal body of a session webhook; its own failure stands.
+            return JSONResponse({"error": exc.detail}, status_code=status)
         return _refusal(spec, status, exc.detail)
 
 
@@ -87,6 +91,8 @@ async def _webhook(request: Request, spec: WebhookSpec, services: SaleorServices
     if event.lower() != spec.saleor_event:
         raise HTTPException(400, f"This endpoint takes {spec.saleor_event}, not {event or 'no event'}.")
     await _verify(request, services, installation, body)
+    if spec.event in SESSION_EVENTS:
+        return await answer_session(spec.event, body, installation, services.payment_sessions())
     try:
         payload = parse_payload(spec.event, body)
     except EmptyPayload:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from plugin.service.payment_sessions import PaymentSessions
 from plugin.settings import Settings
 from plugin.store.store import Store
 
@@ -24,6 +25,10 @@ class SaleorServices(Protocol):
 
     @property
     def http(self) -> httpx.AsyncClient: ...
+
+    def payment_sessions(self) -> PaymentSessions:
+        """The use cases behind the payment-app session webhooks."""
+        ...
 
     @property
     def extra(self) -> dict[str, Any]:

@@ -41,6 +41,14 @@ class ChannelSettings:
     unknown_origin: str = OriginPolicy.EARLIEST_FIRST.value
     extend_authorization: bool = False
     """Extend the provider authorization when it is about to expire with goods unshipped."""
+    payments_enabled: bool = False
+    """Take Klarna Payments at checkout in this channel (KOM answers Saleor's payment sessions)."""
+    payment_categories: tuple[str, ...] = ()
+    """Klarna payment method categories offered (``pay_later``, ...); empty: all Klarna returns."""
+    payment_locale: str | None = None
+    """A fixed Klarna locale (``sv-SE``); None: from the checkout's language and country."""
+    purchase_countries: tuple[str, ...] = ()
+    """ISO 3166 countries whose shoppers may pay with Klarna here; empty: any."""
 
     def policy(self, *, charge_requested: bool = False) -> Policy:
         return Policy(
@@ -167,3 +175,31 @@ class QueueStats:
         if self.oldest_due_at is None:
             return 0.0
         return max((now - self.oldest_due_at).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class PaymentSessionRecord:
+    """The provider's payment session KOM opened for a checkout (Klarna Payments)."""
+
+    checkout_id: str
+    session_id: str
+    client_token: str
+    categories: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class PaymentTransaction:
+    """A platform transaction KOM was asked to initialize, under the platform's idempotency key."""
+
+    idempotency_key: str
+    transaction_id: str
+    checkout_id: str
+    amount: int
+    currency: str
+    state: str = "started"  # started | action_required | authorized | failed
+    provider_order_id: str | None = None
+    answer: dict[str, Any] | None = None
+
+
+class ProviderOrderLinked(Exception):
+    """The provider order is linked to another transaction already (in KOM's store)."""

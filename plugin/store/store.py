@@ -33,6 +33,9 @@ from plugin.service.records import (
     Installation,
     OrderJob,
     Outcome,
+    PaymentSessionRecord,
+    PaymentTransaction,
+    ProviderOrderLinked,
     QueueStats,
     RequestConflict,
     StoredRequest,
@@ -244,6 +247,10 @@ class Store:
             "shipping_fee": settings.shipping_fee,
             "unknown_origin": settings.unknown_origin,
             "extend_authorization": settings.extend_authorization,
+            "payments_enabled": settings.payments_enabled,
+            "payment_categories": ",".join(settings.payment_categories) or None,
+            "payment_locale": settings.payment_locale,
+            "purchase_countries": ",".join(settings.purchase_countries) or None,
             "updated_at": self.clock(),
         }
         key = (t.channel_settings.c.installation_id == installation_id) & (
@@ -307,6 +314,10 @@ class Store:
             shipping_fee=row.shipping_fee,
             unknown_origin=row.unknown_origin,
             extend_authorization=bool(row.extend_authorization),
+            payments_enabled=bool(row.payments_enabled),
+            payment_categories=_csv(row.payment_categories),
+            payment_locale=row.payment_locale,
+            purchase_countries=_csv(row.purchase_countries),
         )
 
     # -- the order queue -----------------------------------------------------------
@@ -943,6 +954,164 @@ class Store:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [(int(r.installation_id), str(r.platform_order_id)) for r in rows]
+
+    # -- payment sessions (KOM as the platform's payment app) ------------------------
+
+    async def payment_session(self, installation_id: int, checkout_id: str) -> PaymentSessionRecord | None:
+        c = t.payment_sessions.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.payment_sessions).where(
+                        (c.installation_id == installation_id) & (c.checkout_id == checkout_id)
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return PaymentSessionRecord(row.checkout_id, row.session_id, row.client_token, tuple(row.categories))
+
+    async def save_payment_session(self, installation_id: int, record: PaymentSessionRecord) -> None:
+        c = t.payment_sessions.c
+        key = (c.installation_id == installation_id) & (c.checkout_id == record.checkout_id)
+        now = self.clock()
+        values = {
+            "session_id": record.session_id,
+            "client_token": record.client_token,
+            "categories": list(record.categories),
+            "updated_at": now,
+        }
+        async with self._write() as conn:
+            if (await conn.execute(select(c.id).where(key))).first():
+                await conn.execute(update(t.payment_sessions).where(key).values(**values))
+            else:
+                await conn.execute(
+                    insert(t.payment_sessions).values(
+                        **values,
+                        installation_id=installation_id,
+                        checkout_id=record.checkout_id,
+                        created_at=now,
+                    )
+                )
+
+    async def payment_transaction(
+        self, installation_id: int, idempotency_key: str
+    ) -> PaymentTransaction | None:
+        c = t.payment_transactions.c
+        return await self._payment_transaction(
+            (c.installation_id == installation_id) & (c.idempotency_key == idempotency_key)
+        )
+
+    async def payment_transaction_for(
+        self, installation_id: int, transaction_id: str
+    ) -> PaymentTransaction | None:
+        """The latest initialize recorded for the platform transaction ``transaction_id``."""
+        c = t.payment_transactions.c
+        return await self._payment_transaction(
+            (c.installation_id == installation_id) & (c.transaction_id == transaction_id)
+        )
+
+    async def _payment_transaction(self, where: Any) -> PaymentTransaction | None:
+        query = select(t.payment_transactions).where(where).order_by(t.payment_transactions.c.id.desc())
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _payment_transaction(row)
+
+    async def start_payment_transaction(
+        self, installation_id: int, record: PaymentTransaction
+    ) -> PaymentTransaction:
+        """Record an initialize under its idempotency key once; a replay gets the first record."""
+        now = self.clock()
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    insert(t.payment_transactions).values(
+                        installation_id=installation_id,
+                        idempotency_key=record.idempotency_key,
+                        transaction_id=record.transaction_id,
+                        checkout_id=record.checkout_id,
+                        amount=record.amount,
+                        currency=record.currency,
+                        state=record.state,
+                        provider_order_id=None,
+                        answer=None,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass  # a replay (or a concurrent delivery): the first record stands
+        found = await self.payment_transaction(installation_id, record.idempotency_key)
+        if found is None:
+            raise RuntimeError(
+                f"payment transaction {record.idempotency_key} vanished right after it was recorded"
+            )
+        return found
+
+    async def finish_payment_transaction(
+        self,
+        installation_id: int,
+        idempotency_key: str,
+        *,
+        state: str,
+        answer: dict[str, Any],
+        provider_order_id: str | None = None,
+    ) -> None:
+        """Record the answer given (and the provider order linked); ``ProviderOrderLinked`` if
+        that provider order belongs to another transaction already."""
+        c = t.payment_transactions.c
+        values: dict[str, Any] = {"state": state, "answer": answer, "updated_at": self.clock()}
+        if provider_order_id is not None:
+            values["provider_order_id"] = provider_order_id
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    update(t.payment_transactions)
+                    .where((c.installation_id == installation_id) & (c.idempotency_key == idempotency_key))
+                    .values(**values)
+                )
+        except IntegrityError as exc:
+            raise ProviderOrderLinked(f"{provider_order_id} is linked to another transaction") from exc
+
+    async def provider_order_link(self, installation_id: int, provider_order_id: str) -> str | None:
+        """What the provider order is linked to in KOM's store: a platform order or transaction id."""
+        async with self.engine.connect() as conn:
+            order = (
+                await conn.execute(
+                    select(t.orders.c.platform_order_id).where(
+                        (t.orders.c.installation_id == installation_id)
+                        & (t.orders.c.provider_order_id == provider_order_id)
+                    )
+                )
+            ).first()
+            if order is not None:
+                return f"order {order.platform_order_id}"
+            payment = (
+                await conn.execute(
+                    select(t.payment_transactions.c.transaction_id).where(
+                        (t.payment_transactions.c.installation_id == installation_id)
+                        & (t.payment_transactions.c.provider_order_id == provider_order_id)
+                    )
+                )
+            ).first()
+        return None if payment is None else f"transaction {payment.transaction_id}"
+
+
+def _payment_transaction(row: Any) -> PaymentTransaction:
+    return PaymentTransaction(
+        idempotency_key=row.idempotency_key,
+        transaction_id=row.transaction_id,
+        checkout_id=row.checkout_id,
+        amount=int(row.amount),
+        currency=row.currency,
+        state=row.state,
+        provider_order_id=row.provider_order_id,
+        answer=row.answer,
+    )
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part for part in (value or "").split(",") if part)
 
 
 def _authorization(row: Any) -> AuthorizationRecord:

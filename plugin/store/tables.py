@@ -85,6 +85,11 @@ channel_settings = Table(
     Column("unknown_origin", String(32), nullable=False),
     Column("updated_at", UTC_DateTime(), nullable=False),
     Column("extend_authorization", Boolean, nullable=False, default=False, server_default=false()),
+    # Klarna Payments at checkout (KOM as Saleor's payment app): off unless the merchant turns it on.
+    Column("payments_enabled", Boolean, nullable=False, default=False, server_default=false()),
+    Column("payment_categories", String(255)),  # comma-separated; empty = every category Klarna offers
+    Column("payment_locale", String(16)),  # fixed locale; empty = the checkout's language
+    Column("purchase_countries", String(255)),  # comma-separated ISO 3166 codes allowed; empty = any
     UniqueConstraint("installation_id", "channel"),
 )
 
@@ -219,4 +224,42 @@ authorizations = Table(
     Column("extensions", Integer, nullable=False, default=0),
     UniqueConstraint("installation_id", "platform_order_id"),
     Index("ix_authorizations_due", "state", "expires_at"),  # the sweep for expiring authorizations
+)
+
+# Klarna Payments sessions KOM opened for a checkout (PAYMENT_GATEWAY_INITIALIZE_SESSION):
+# one per checkout, updated when the checkout changes.
+payment_sessions = Table(
+    "payment_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("checkout_id", String(255), nullable=False),
+    Column("session_id", String(255), nullable=False),
+    Column("client_token", Text, nullable=False),
+    Column("categories", JSON, nullable=False),
+    Column("created_at", UTC_DateTime(), nullable=False),
+    Column("updated_at", UTC_DateTime(), nullable=False),
+    UniqueConstraint("installation_id", "checkout_id"),
+)
+
+# Each Saleor transaction KOM was asked to initialize: keyed by Saleor's idempotencyKey, the
+# answer given (replayed as is), and the provider order it is linked to (one transaction each).
+payment_transactions = Table(
+    "payment_transactions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("installation_id", ForeignKey("installations.id", ondelete="CASCADE"), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("transaction_id", String(255), nullable=False),
+    Column("checkout_id", String(255), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("state", String(24), nullable=False),  # started | action_required | authorized | failed
+    Column("provider_order_id", String(255)),
+    Column("answer", JSON),
+    Column("created_at", UTC_DateTime(), nullable=False),
+    Column("updated_at", UTC_DateTime(), nullable=False),
+    UniqueConstraint("installation_id", "idempotency_key"),
+    UniqueConstraint("installation_id", "provider_order_id"),
+    Index("ix_payment_transactions_transaction", "installation_id", "transaction_id"),
 )

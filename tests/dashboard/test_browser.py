@@ -324,3 +324,40 @@ async def test_permissions_origins_token_refresh_and_the_empty_state(tmp_path: P
                 csp = (await alone.request.get(f"{w.kom_url}/app")).headers["content-security-policy"]
                 assert "script-src 'self'" in csp and "unsafe-inline" not in csp
                 assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_klarna_at_checkout_settings_are_validated_and_saved_per_channel(tmp_path: Path) -> None:
+    from playwright.async_api import expect
+
+    async with world(tmp_path) as w:
+        await w.install()  # saved defaults: Klarna Payments off
+        with dashboard_host(w) as host:
+            async with launch() as browser:
+                page, frame = await open_dashboard(browser, host)
+                await frame.get_by_role("tab", name="Settings").click()
+                await expect(frame.locator("#payments_enabled")).not_to_be_checked()
+                await frame.get_by_label("Shoppers pay with Klarna through KOM").check()
+                await frame.get_by_label("Pay later").check()
+                await frame.get_by_label("Financing (pay over time)").check()
+                await frame.get_by_label("Klarna locale").fill("sweden")
+                await frame.get_by_label("Shoppers' countries").fill("SE, Finland")
+                await frame.locator("#api_key").fill(DEMO_API_KEY)
+                await frame.get_by_role("button", name="Save").click()
+                await expect(frame.locator("#err-payment_locale")).to_contain_text("language-COUNTRY")
+                await expect(frame.locator("#err-purchase_countries")).to_contain_text("not FINLAND")
+                unsaved = await w.store.settings_for(1, None)
+                assert unsaved is not None and not unsaved.payments_enabled  # nothing saved
+                await frame.get_by_label("Klarna locale").fill("sv-SE")
+                await frame.get_by_label("Shoppers' countries").fill("se, FI")
+                await frame.locator("#api_key").fill(DEMO_API_KEY)
+                await frame.get_by_role("button", name="Save").click()
+                await expect(frame.locator("#save-status")).to_have_text("Saved for all channels.")
+                saved = await w.store.settings_for(1, None)
+                assert saved is not None and saved.payments_enabled
+                assert saved.payment_categories == ("pay_later", "pay_over_time")
+                assert (saved.payment_locale, saved.purchase_countries) == ("sv-SE", ("SE", "FI"))
+                page, frame = await open_dashboard(browser, host)
+                await frame.get_by_role("tab", name="Settings").click()
+                await expect(frame.locator("#payments_enabled")).to_be_checked()
+                await expect(frame.locator("#purchase_countries")).to_have_value("SE, FI")
+                assert page.errors == []  # type: ignore[attr-defined]

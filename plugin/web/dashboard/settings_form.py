@@ -10,7 +10,11 @@ A form is a JSON object::
      "capture_mode": "on_fulfillment" | "manual",
      "shipping_fee": "first_parcel" | "last_parcel",
      "unknown_origin": "earliest_first" | "latest_first",
-     "extend_authorization": false | true}   # extend an expiring authorization with goods unshipped
+     "extend_authorization": false | true,   # extend an expiring authorization with goods unshipped
+     "payments_enabled": false | true,       # Klarna Payments at checkout (KOM as the payment app)
+     "payment_categories": ["pay_later", ...],  # offered; [] = whatever Klarna offers
+     "payment_locale": "" | "sv-SE",         # fixed locale; "" = the checkout's language
+     "purchase_countries": "" | "SE, FI"}    # shoppers' countries allowed; "" = any
 
 ``check_form`` answers either the ``ChannelSettings`` to store or ``{field: message}``.
 """
@@ -27,6 +31,10 @@ from plugin.domain.policy import OriginPolicy, ShippingFeePolicy
 from plugin.service.records import ChannelSettings
 
 CAPTURE_MODES = ("on_fulfillment", "manual")
+# Klarna Payments' payment_method_categories identifiers (docs.klarna.com, Payments API).
+PAYMENT_CATEGORIES = ("pay_now", "pay_later", "pay_over_time", "direct_debit", "direct_bank_transfer")
+_LOCALE = re.compile(r"[a-z]{2}-[A-Z]{2}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
 CREDENTIAL_TYPES = ("api_key", "username_password")
 MAX_SECRET = 1024
 MAX_USERNAME = 255
@@ -47,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "shipping_fee": ShippingFeePolicy.FIRST_PARCEL.value,
     "unknown_origin": OriginPolicy.EARLIEST_FIRST.value,
     "extend_authorization": False,
+    "payments_enabled": False,
+    "payment_categories": [],
+    "payment_locale": None,
+    "purchase_countries": "",
     "api_key_set": False,
     "api_key_hint": None,
 }
@@ -72,6 +84,10 @@ def public_view(settings: ChannelSettings | None) -> dict[str, Any]:
         "shipping_fee": settings.shipping_fee,
         "unknown_origin": settings.unknown_origin,
         "extend_authorization": settings.extend_authorization,
+        "payments_enabled": settings.payments_enabled,
+        "payment_categories": list(settings.payment_categories),
+        "payment_locale": settings.payment_locale,
+        "purchase_countries": ", ".join(settings.purchase_countries),
         "api_key_set": bool(settings.api_key),
         "api_key_hint": key_hint(settings.api_key) if settings.api_key else None,
     }
@@ -117,6 +133,8 @@ def check_form(form: Any, channel: str, stored: ChannelSettings | None) -> Check
     if not isinstance(extend_authorization, bool):
         errors["extend_authorization"] = "Choose whether KOM extends expiring authorizations."
         extend_authorization = False
+
+    payments = _payment_rules(form, errors)
 
     username = _text(form.get("username"))
     if credential_type == "username_password":
@@ -192,10 +210,41 @@ def check_form(form: Any, channel: str, stored: ChannelSettings | None) -> Check
             shipping_fee=shipping_fee,
             unknown_origin=unknown_origin,
             extend_authorization=extend_authorization,
+            **payments,
         ),
         {},
         secret_from_store=from_store,
     )
+
+
+def _payment_rules(form: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    """Klarna Payments at checkout: on/off, categories offered, locale and purchase countries."""
+    enabled = form.get("payments_enabled", False)
+    if not isinstance(enabled, bool):
+        errors["payments_enabled"] = "Choose whether shoppers pay with Klarna at checkout."
+        enabled = False
+    categories = form.get("payment_categories", [])
+    if not isinstance(categories, list) or not all(c in PAYMENT_CATEGORIES for c in categories):
+        errors["payment_categories"] = "Choose among Klarna's payment categories."
+        categories = []
+    locale = _text(form.get("payment_locale"))
+    if locale is not None and not _LOCALE.fullmatch(locale):
+        errors["payment_locale"] = (
+            "A locale is language-COUNTRY, for example sv-SE; leave empty for the checkout's."
+        )
+    raw = _text(form.get("purchase_countries")) or ""
+    countries = [part.strip().upper() for part in raw.split(",") if part.strip()]
+    bad = [c for c in countries if not _COUNTRY.fullmatch(c)]
+    if bad:
+        errors["purchase_countries"] = (
+            f"Two-letter country codes separated by commas, for example SE, FI (not {bad[0]})."
+        )
+    return {
+        "payments_enabled": enabled,
+        "payment_categories": tuple(dict.fromkeys(categories)),
+        "payment_locale": locale,
+        "purchase_countries": tuple(dict.fromkeys(countries)),
+    }
 
 
 def _endpoint(provider: str, environment: str, region: str, override: str | None) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from .checkouts import CheckoutFlow
 from .graphql_api import GraphQLApi
 from .ids import from_global_id, to_global_id
 from .install import InstallationFailed, InstalledApp, Installer
@@ -105,6 +106,7 @@ class FakeSaleor:
         self.graphql = GraphQLApi(self.store, self.schema, self.presenter, self.payments)
         self.installer = Installer(self.store, self.schema, self.options)
         self._asgi: Starlette | None = None
+        self.checkouts = CheckoutFlow(self)  # the storefront's checkout and payment sessions
 
     # -- wiring --------------------------------------------------------------------------
 

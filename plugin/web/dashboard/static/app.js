@@ -641,7 +641,7 @@
 
   // -- settings ----------------------------------------------------------------------------
   const form = $("settings-form");
-  const FIELDS = ["provider", "environment", "region", "credential_type", "username", "api_key", "base_url", "capture_mode", "shipping_fee", "unknown_origin", "extend_authorization"];
+  const FIELDS = ["provider", "environment", "region", "credential_type", "username", "api_key", "base_url", "capture_mode", "shipping_fee", "unknown_origin", "extend_authorization", "payments_enabled", "payment_categories", "payment_locale", "purchase_countries"];
 
   async function loadSettings(channel) {
     let data;
@@ -689,6 +689,11 @@
     radio("shipping_fee", s.shipping_fee);
     radio("unknown_origin", s.unknown_origin);
     $("extend_authorization").checked = Boolean(s.extend_authorization);
+    $("payments_enabled").checked = Boolean(s.payments_enabled);
+    const offered = new Set(s.payment_categories || []);
+    form.querySelectorAll('input[name="payment_categories"]').forEach((box) => { box.checked = offered.has(box.value); });
+    $("payment_locale").value = s.payment_locale || "";
+    $("purchase_countries").value = s.purchase_countries || "";
     $("username").value = s.username || "";
     $("api_key").value = "";
     $("base_url").value = s.base_url || "";
@@ -742,6 +747,10 @@
       shipping_fee: radioValue("shipping_fee"),
       unknown_origin: radioValue("unknown_origin"),
       extend_authorization: $("extend_authorization").checked,
+      payments_enabled: $("payments_enabled").checked,
+      payment_categories: [...form.querySelectorAll('input[name="payment_categories"]:checked')].map((box) => box.value),
+      payment_locale: $("payment_locale").value,
+      purchase_countries: $("purchase_countries").value,
     };
     const key = $("api_key").value;
     if (key.trim()) value.api_key = key;
