@@ -74,10 +74,14 @@ def compose(
     state: ProviderOrder,
     transaction_id: str,
     portal_url: str | None,
+    provider: str = "Klarna",
 ) -> Composed:
-    """Reports for every recorded outcome, and answers to the open requests that are complete."""
+    """Reports for every recorded outcome, and answers to the open requests that are complete.
+
+    ``provider`` names the provider in the messages ("Klarna invoice K1IF1J5-1").
+    """
     out = Composed()
-    names = _invoice_names(state)
+    names = _invoice_names(state, provider)
     currency = state.currency
     for outcome in outcomes:
         report = _own_report(outcome, names, currency, portal_url)
@@ -148,14 +152,16 @@ def _own_report(
         return None  # not done, or answered in the reply to its request
     money = format_money(outcome.amount, currency)
     if outcome.kind == "capture" and outcome.provider_id:
-        invoice = names.get(outcome.provider_id, outcome.provider_id)
-        message = f"Parcel {outcome.parcel} captured as invoice {invoice}: {money}"
+        invoice = names.get(outcome.provider_id, f"capture {outcome.provider_id}")
+        if outcome.provider_id not in invoice:
+            invoice += f" (capture {outcome.provider_id})"
+        message = f"Captured parcel {outcome.parcel} as {invoice}: {money}"
         return TransactionReport(
             "CHARGE_SUCCESS", outcome.provider_id, outcome.amount, currency, message, portal_url
         )
     if outcome.kind == "refund" and outcome.automatic and outcome.provider_id:
-        invoice = names.get(outcome.capture or "", f"parcel {outcome.parcel}")
-        message = f"Refunded {money} on invoice {invoice}: goods that will not ship"
+        invoice = _invoice_of(outcome, names)
+        message = f"Refunded {money} on {invoice}{_refund_id(outcome)}: goods that will not ship"
         return TransactionReport(
             "REFUND_SUCCESS", outcome.provider_id, outcome.amount, currency, message, portal_url
         )
@@ -198,8 +204,10 @@ def _refund_answer(
         )  # fmt: skip
         out.rests.append(rest)
         failed = [rest]
+    reason = _reason(request)
     if failed and done:  # money moved: say how much, never REFUND_FAILURE
         message = _split_message(done, names, currency) + f"; the rest was not refunded: {failed[0].message}"
+        message += reason
         return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, message, portal_url)
     if failed:
         return TransactionReport(
@@ -207,7 +215,7 @@ def _refund_answer(
         )
     parts = min((refund_parts(o.key) or 1 for o in mine if o.key.startswith(REFUND_PREFIX)), default=0)
     if done and len(done) >= parts:
-        return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, _split_message(done, names, currency), portal_url)  # noqa: E501  # fmt: skip
+        return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, _split_message(done, names, currency) + reason, portal_url)  # noqa: E501  # fmt: skip
     if refusal is not None and not done:
         return TransactionReport("REFUND_FAILURE", psp, wanted or 0, currency, refusal.message, portal_url)
     if not mine and not planned and settled:
@@ -235,14 +243,25 @@ def _partial_message(
 
 def _split_message(done: Sequence[Outcome], names: dict[str, str], currency: str) -> str:
     total = format_money(_sum(done), currency)
-    pieces = [f"{_invoice_of(o, names)} {format_money(o.amount, currency)}" for o in done]
     if len(done) == 1:
-        return f"Refunded {total} on invoice {_invoice_of(done[0], names)}"
-    return f"Refund split over {len(done)} invoices: {', '.join(pieces)}"
+        return f"Refunded {total} on {_invoice_of(done[0], names)}{_refund_id(done[0])}"
+    pieces = [f"{_invoice_of(o, names)} {format_money(o.amount, currency)}{_refund_id(o)}" for o in done]
+    return f"Refunded {total}, split over {len(done)} invoices: {', '.join(pieces)}"
 
 
 def _invoice_of(outcome: Outcome, names: dict[str, str]) -> str:
-    return names.get(outcome.capture or "", f"parcel {outcome.parcel}" if outcome.parcel else "?")
+    """``Klarna invoice K1IF1J5-1`` (or the capture's id), else the parcel."""
+    return names.get(outcome.capture or "", f"the invoice of parcel {outcome.parcel}" if outcome.parcel else "an invoice")  # noqa: E501  # fmt: skip
+
+
+def _refund_id(outcome: Outcome) -> str:
+    return f" (refund {outcome.provider_id})" if outcome.provider_id else ""
+
+
+def _reason(request: StoredRequest) -> str:
+    """The merchant's reason for the refund, as they gave it in Saleor."""
+    reason = str(request.body.get("reason") or "").strip()
+    return f". Reason: {reason}" if reason else ""
 
 
 def _cancel_answer(
@@ -301,11 +320,16 @@ def _sum(outcomes: Sequence[Outcome]) -> int:
     return sum(o.amount for o in outcomes)
 
 
-def _invoice_names(state: ProviderOrder) -> dict[str, str]:
-    """Capture id and capture reference -> the invoice the customer sees (Klarna's reference)."""
+def _invoice_names(state: ProviderOrder, provider: str = "Klarna") -> dict[str, str]:
+    """Capture id and capture reference -> the invoice the customer sees (Klarna's reference),
+    or the capture id when it has none."""
     names: dict[str, str] = {}
     for capture in state.captures:
-        name = capture.klarna_reference or capture.capture_id
+        name = (
+            f"{provider} invoice {capture.klarna_reference}"
+            if capture.klarna_reference
+            else f"{provider} capture {capture.capture_id}"
+        )
         names[capture.capture_id] = name
         if capture.reference:
             names[capture.reference] = name

@@ -261,7 +261,13 @@ class Worker:
         )
         outcomes = await self.store.outcomes(installation.id, provider_id)
         composed = compose(
-            outcomes, open_requests, result, state, snapshot.transaction_id, provider.portal_url(provider_id)
+            outcomes,
+            open_requests,
+            result,
+            state,
+            snapshot.transaction_id,
+            provider.portal_url(provider_id),
+            settings.provider.capitalize(),
         )
         for rest in composed.rests:
             await record(rest)

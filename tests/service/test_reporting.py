@@ -89,7 +89,7 @@ async def test_a_refund_found_on_the_provider_without_a_record_is_adopted(sandbo
     composed = compose(adopted, [stored(SPANNING)], SyncResult(), state, "txn-1", None)
     answers = [q.report for q in composed.reports if q.report.psp_reference == "kom-refund:r-both"]
     assert [(r.type, r.amount) for r in answers] == [("REFUND_SUCCESS", 13000)]
-    assert answers[0].message.startswith("Refund split over 2 invoices:")
+    assert answers[0].message.startswith("Refunded €130.00, split over 2 invoices: Klarna invoice ")
 
     # A refund of KOM's that neither a request nor a record explains is kept, never reported.
     strays = adopt(state, [], [])
