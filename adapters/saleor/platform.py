@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import httpx
@@ -29,7 +30,9 @@ class SaleorPlatform:
             saleor.order, saleor.channel, saleor.transaction_id, saleor.provider_order_id, charged
         )
 
-    async def report(self, transaction_id: str, report: TransactionReport) -> None:
+    async def report(
+        self, transaction_id: str, report: TransactionReport, actions: Sequence[str] | None = None
+    ) -> None:
         # Failures carry no amount: Saleor then takes the amount of the request they close.
         failure = report.type.endswith("_FAILURE")
         result = await self._client.report_transaction_event(
@@ -39,6 +42,7 @@ class SaleorPlatform:
             amount=None if failure else to_major(report.amount, report.currency),
             message=report.message,
             external_url=report.external_url,
+            available_actions=actions,
         )
         if result.errors and not result.already_processed:
             problems = "; ".join(f"{e.code}: {e.message}" for e in result.errors)

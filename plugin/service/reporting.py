@@ -305,6 +305,28 @@ def _charge_answer(request: StoredRequest, result: SyncResult, currency: str) ->
     return TransactionReport("CHARGE_FAILURE", request.psp_reference, 0, currency, " ".join(parts))
 
 
+_CLOSED = frozenset({"CANCELLED", "EXPIRED", "CLOSED"})
+
+
+def available_actions(state: ProviderOrder, *, manual_capture: bool) -> tuple[str, ...]:
+    """The buttons Saleor should offer on the payment, from the provider's order.
+
+    Saleor keeps whatever the app last set (saleor-observed.md), so KOM sets them with every
+    report: CHARGE only when the merchant captures by hand and something is still authorized
+    (KOM captures each parcel itself otherwise), REFUND only while captured money is left to
+    refund, CANCEL only while something is authorized.
+    """
+    open_ = state.status not in _CLOSED and state.remaining_authorized_amount > 0
+    actions = []
+    if open_ and manual_capture:
+        actions.append("CHARGE")
+    if state.captured_amount - state.refunded_amount > 0:
+        actions.append("REFUND")
+    if open_:
+        actions.append("CANCEL")
+    return tuple(actions)
+
+
 def requested_cancel(request: StoredRequest, currency: str) -> int:
     """The amount a cancel request asked to free (the platform's remaining authorization)."""
     amount = request.body.get("amount")

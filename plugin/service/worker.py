@@ -30,7 +30,14 @@ from plugin.service.authorization import enqueue_expiring, keep_authorization
 from plugin.service.crashpoints import crash_point
 from plugin.service.ports import PaymentProvider, Platform, ReportRefused, WorkStore
 from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
-from plugin.service.reporting import adopt, compose, failure_attention, lasting_attention, requested_cancel
+from plugin.service.reporting import (
+    adopt,
+    available_actions,
+    compose,
+    failure_attention,
+    lasting_attention,
+    requested_cancel,
+)
 from plugin.service.requests import refund_from_json
 from plugin.service.sync import Classify, Permanent, Record, SyncResult, sync_order
 
@@ -275,7 +282,8 @@ class Worker:
             installation.id, job.platform_order_id, composed.reports, [r.id for r in composed.finished]
         )
         crash_point("reports-queued")
-        retry += await self._send_reports(installation, platform, job)
+        actions = available_actions(state, manual_capture=settings.capture_mode == "manual")
+        retry += await self._send_reports(installation, platform, job, (snapshot.transaction_id, actions))
 
         attention = [r.message for r in result.refusals]
         attention += failure_attention(result, state.currency)
@@ -358,15 +366,25 @@ class Worker:
         crash_point("outcome-recorded")
         return None
 
-    async def _send_reports(self, installation: Installation, platform: Platform, job: OrderJob) -> list[str]:
-        """Send each pending report on its own; the transient problems (the order comes back)."""
+    async def _send_reports(
+        self,
+        installation: Installation,
+        platform: Platform,
+        job: OrderJob,
+        actions: tuple[str, tuple[str, ...]] | None = None,
+    ) -> list[str]:
+        """Send each pending report on its own; the transient problems (the order comes back).
+
+        ``actions``: (transaction id, the buttons its payment should offer now), set with
+        every report on that transaction."""
         problems = []
         for queued in await self.store.order_reports(installation.id, job.platform_order_id):
             if queued.state != "pending" or queued.id is None:
                 continue
             report = queued.report
+            buttons = actions[1] if actions and actions[0] == queued.transaction_id else None
             try:
-                await platform.report(queued.transaction_id, report)
+                await platform.report(queued.transaction_id, report, buttons)
             except ReportRefused as exc:
                 log.warning(
                     "order %s: %s refused: %s", job.platform_order_id, report.type, exc, extra=_context(job)

@@ -300,3 +300,28 @@ async def test_reinstalled_kom_keeps_handling_orders_paid_before(w: World) -> No
     refund_lines(w, order, 2)
     await w.settle()
     assert [r["allocated"] for r in (await w.ledger(order))["refunds"]] == [True]
+
+
+async def test_the_payment_offers_only_the_buttons_that_still_work(w: World) -> None:
+    """Saleor keeps the availableActions KOM last set; KOM sets them from the Klarna order."""
+    order = await w.new_order(SEED, shipping=("10.00", "0.25"))
+    w.saleor.fulfill(order.id, {order.lines[0]: 1, order.lines[1]: 1})
+    await w.settle()
+    # Part shipped: captured money to refund, the rest still authorized (KOM captures each
+    # parcel itself, so no CHARGE button).
+    assert sorted(w.saleor.transaction(order.transaction).actions) == ["CANCEL", "REFUND"]
+    w.saleor.fulfill(order.id, {order.lines[2]: 1})
+    await w.settle()
+    assert w.saleor.transaction(order.transaction).actions == ["REFUND"]  # fully captured
+    refund_lines(w, order, 0, 1, 2, shipping=True)
+    await w.settle()
+    transaction = w.saleor.transaction(order.transaction)
+    assert transaction.refunded == Decimal("210.00") and transaction.actions == []  # nothing left
+
+
+async def test_a_cancelled_order_offers_no_capture_or_cancel(w: World) -> None:
+    order = await w.new_order(SEED, shipping=("10.00", "0.25"))
+    w.saleor.cancel_order(order.id)
+    await w.settle()
+    transaction = w.saleor.transaction(order.transaction)
+    assert transaction.of_type("CANCEL_SUCCESS") and transaction.actions == []
