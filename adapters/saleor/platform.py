@@ -13,6 +13,15 @@ from plugin.domain.money import to_major
 from plugin.service.ports import PlatformOrder, ReportRefused, TransactionReport
 from plugin.service.records import Installation
 
+_REPORT_WORDS = {
+    "CHARGE_SUCCESS": "capture",
+    "CHARGE_FAILURE": "answer to the capture request",
+    "REFUND_SUCCESS": "refund",
+    "REFUND_FAILURE": "refused refund",
+    "CANCEL_SUCCESS": "cancellation",
+    "CANCEL_FAILURE": "refused cancellation",
+}
+
 
 class SaleorPlatform:
     def __init__(self, client: SaleorClient, app_id: str) -> None:
@@ -45,8 +54,9 @@ class SaleorPlatform:
             available_actions=actions,
         )
         if result.errors and not result.already_processed:
-            problems = "; ".join(f"{e.code}: {e.message}" for e in result.errors)
-            raise ReportRefused(f"Saleor refused the {report.type} report {report.psp_reference}: {problems}")
+            problems = "; ".join(str(e.message or e.code).rstrip(".") for e in result.errors)
+            what = _REPORT_WORDS.get(report.type, "outcome")
+            raise ReportRefused(f"Saleor did not record the {what} {report.psp_reference}: {problems}.")
 
     async def recent_orders(self, since: datetime) -> list[str]:
         return await self._client.recent_orders(since)

@@ -130,7 +130,8 @@ def failure_attention(result: SyncResult, currency: str) -> list[str]:
             money = format_money(action.refunded_amount, currency)
             messages.append(f"KOM could not refund {money} for goods that will not ship: {failure.reason}")
         elif isinstance(action, RefundAction):  # answered to the platform as failed (or partly done)
-            messages.append(f"Refund {action.request_id} failed: {failure.reason}")
+            money = format_money(action.refunded_amount, currency)
+            messages.append(f"A refund of {money} failed: {failure.reason}")
         elif isinstance(action, ShippingInfoAction):
             messages.append(f"Tracking for parcel {action.parcel} could not be added: {failure.reason}")
         elif isinstance(action, ReleaseAction):
@@ -210,9 +211,8 @@ def _refund_answer(
         message += reason
         return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, message, portal_url)
     if failed:
-        return TransactionReport(
-            "REFUND_FAILURE", psp, wanted or 0, currency, failed[0].message or "", portal_url
-        )
+        message = (failed[0].message or "") + _correlation(failed[0])
+        return TransactionReport("REFUND_FAILURE", psp, wanted or 0, currency, message, portal_url)
     parts = min((refund_parts(o.key) or 1 for o in mine if o.key.startswith(REFUND_PREFIX)), default=0)
     if done and len(done) >= parts:
         return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, _split_message(done, names, currency) + reason, portal_url)  # noqa: E501  # fmt: skip
@@ -254,6 +254,11 @@ def _invoice_of(outcome: Outcome, names: dict[str, str]) -> str:
     return names.get(outcome.capture or "", f"the invoice of parcel {outcome.parcel}" if outcome.parcel else "an invoice")  # noqa: E501  # fmt: skip
 
 
+def _correlation(outcome: Outcome) -> str:
+    """Saleor shows only the message: the provider's correlation id goes in it, once."""
+    return f" Correlation id {outcome.correlation_id}." if outcome.correlation_id else ""
+
+
 def _refund_id(outcome: Outcome) -> str:
     return f" (refund {outcome.provider_id})" if outcome.provider_id else ""
 
@@ -271,9 +276,8 @@ def _cancel_answer(
     if outcome is None or outcome.status == "started":
         return None
     if outcome.status == "failed":
-        return TransactionReport(
-            "CANCEL_FAILURE", request.psp_reference, 0, currency, outcome.message or "", portal_url
-        )
+        message = (outcome.message or "") + _correlation(outcome)
+        return TransactionReport("CANCEL_FAILURE", request.psp_reference, 0, currency, message, portal_url)
     message = _freed(outcome.kind, format_money(outcome.amount, currency))
     return TransactionReport(
         "CANCEL_SUCCESS", request.psp_reference, outcome.amount, currency, message, portal_url

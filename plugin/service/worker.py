@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from plugin.domain.actions import CaptureAction, idempotency_key
+from plugin.domain.actions import CaptureAction, RefundAction, idempotency_key
 from plugin.domain.provider import ProviderOrder
 from plugin.service.authorization import enqueue_expiring, keep_authorization
 from plugin.service.crashpoints import crash_point
@@ -246,7 +246,7 @@ class Worker:
         for adopted in adopt(result.state, known, [r.request_id for r in requests]):
             await record(adopted)
         state = await self._fresh(provider, provider_id, result)
-        retry = [f"{f.action.key}: {f.reason}" for f in result.transient]
+        retry = [f"{_what(f.action)}: {f.reason}" for f in result.transient]
         recorded = {o.key: o for o in await self.store.outcomes(installation.id, provider_id)}
         for request in (r for r in open_requests if r.kind == "cancel"):
             earlier = recorded.get(f"cancel:{request.request_id}")
@@ -289,7 +289,7 @@ class Worker:
         attention += failure_attention(result, state.currency)
         attention += lasting_attention([*outcomes, *composed.rests], state)
         attention += [
-            f"The platform refused the {r.report.type} report {r.report.psp_reference}: {r.error}"
+            r.error or f"The platform did not record the outcome {r.report.psp_reference}."
             for r in await self.store.order_reports(installation.id, job.platform_order_id)
             if r.state == "refused"
         ]
@@ -436,6 +436,15 @@ class Worker:
         if count:
             log.info("sweep re-planned %d orders", count)
         return count
+
+
+def _what(action: object) -> str:
+    """An action as the merchant knows it (its key is for KOM: ``kom:s:<fulfillment id>``)."""
+    if isinstance(action, CaptureAction):
+        return f"Capture of parcel {action.parcel}"
+    if isinstance(action, RefundAction):
+        return "Refund"
+    return "Update"
 
 
 def _context(job: OrderJob, correlation_id: str | None = None) -> dict[str, object]:

@@ -210,7 +210,7 @@ async def test_allocation_view_of_the_seed_order_and_retry_of_a_failed_order(tmp
                 await frame.get_by_role("button", name="Needs attention").click()
                 await expect(rows).to_have_count(1)
                 row = rows.first
-                await expect(row).to_contain_text("CAPTURE_NOT_ALLOWED")
+                await expect(row).to_contain_text("capture not allowed, HTTP 403")
                 await expect(row).to_contain_text("Correlation id")
                 await screenshot(page, frame, "activity-needs-attention")
 
