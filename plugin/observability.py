@@ -34,8 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from plugin import __version__
 
 if TYPE_CHECKING:
+    from plugin.service.records import QueueStats
     from plugin.settings import Settings
-    from plugin.store.store import QueueStats
 
 # -- error reports -------------------------------------------------------------------------
 

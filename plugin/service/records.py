@@ -153,3 +153,15 @@ class AuthorizationRecord:
     """The expiry the merchant was last warned about (one warning per expiry)."""
     extended_at: datetime | None = None
     extensions: int = 0
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    counts: dict[str, int]  # orders per state (pending, in_sync, needs_attention)
+    oldest_due_at: datetime | None  # of the pending orders
+
+    def oldest_age(self, now: datetime) -> float:
+        """Seconds the oldest due order has been waiting (0 when none is overdue)."""
+        if self.oldest_due_at is None:
+            return 0.0
+        return max((now - self.oldest_due_at).total_seconds(), 0.0)

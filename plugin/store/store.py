@@ -33,6 +33,7 @@ from plugin.service.records import (
     Installation,
     OrderJob,
     Outcome,
+    QueueStats,
     RequestConflict,
     StoredRequest,
 )
@@ -67,18 +68,6 @@ def async_url(url: str) -> str:
         if url.startswith(plain):
             return driver + url[len(plain) :]
     return url
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    counts: dict[str, int]  # orders per state (pending, in_sync, needs_attention)
-    oldest_due_at: datetime | None  # of the pending orders
-
-    def oldest_age(self, now: datetime) -> float:
-        """Seconds the oldest due order has been waiting (0 when none is overdue)."""
-        if self.oldest_due_at is None:
-            return 0.0
-        return max((now - self.oldest_due_at).total_seconds(), 0.0)
 
 
 class Store:
