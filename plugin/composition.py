@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from adapters.klarna.errors import AuthenticationFailed, NotAllowed, NotFound, Rejected
+from adapters.klarna.errors import AuthenticationFailed, NotFound, Rejected
 from plugin.observability import authorization_event, in_flight
 from plugin.service.connection import ConnectionResult, check_connection
 from plugin.service.payment_sessions import CheckoutPayments, PaymentSessions
@@ -123,10 +123,22 @@ def classify(exc: Exception) -> Permanent | None:
         reason = "The provider rejected KOM's credentials (HTTP 401): check the API key and region."
     elif isinstance(exc, NotFound):
         reason = "The provider does not know this order (HTTP 404): check environment and region."
-    elif isinstance(exc, NotAllowed):
-        reason = f"The provider refused: {exc}"
     elif exc.status_code in (409, 429) or exc.status_code >= 500:
         return None  # 409: the same idempotency key is still in flight; 429: rate limited
     else:
-        reason = f"The provider rejected a request: {exc}"
+        reason = refusal_sentence(exc)
     return Permanent(reason, correlation_id=exc.correlation_id)
+
+
+def refusal_sentence(exc: Rejected) -> str:
+    """``The provider refused the capture (capture not allowed, HTTP 403): <its words>.``
+
+    The correlation id is not repeated here: it travels beside the reason (one id, shown once).
+    """
+    why = [exc.error_code.replace("_", " ").lower()] if exc.error_code else []
+    why.append(f"HTTP {exc.status_code}")
+    text = f"The provider refused the {exc.operation} ({', '.join(why)})"
+    said = " ".join(m.strip() for m in exc.error_messages if m.strip())
+    if said:
+        text += f": {said}"
+    return text if text.endswith(".") else text + "."

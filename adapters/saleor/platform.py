@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import httpx
@@ -11,6 +12,15 @@ from adapters.saleor.snapshot import order_snapshot
 from plugin.domain.money import to_major
 from plugin.service.ports import PlatformOrder, ReportRefused, TransactionReport
 from plugin.service.records import Installation
+
+_REPORT_WORDS = {
+    "CHARGE_SUCCESS": "capture",
+    "CHARGE_FAILURE": "answer to the capture request",
+    "REFUND_SUCCESS": "refund",
+    "REFUND_FAILURE": "refused refund",
+    "CANCEL_SUCCESS": "cancellation",
+    "CANCEL_FAILURE": "refused cancellation",
+}
 
 
 class SaleorPlatform:
@@ -29,7 +39,9 @@ class SaleorPlatform:
             saleor.order, saleor.channel, saleor.transaction_id, saleor.provider_order_id, charged
         )
 
-    async def report(self, transaction_id: str, report: TransactionReport) -> None:
+    async def report(
+        self, transaction_id: str, report: TransactionReport, actions: Sequence[str] | None = None
+    ) -> None:
         # Failures carry no amount: Saleor then takes the amount of the request they close.
         failure = report.type.endswith("_FAILURE")
         result = await self._client.report_transaction_event(
@@ -39,10 +51,12 @@ class SaleorPlatform:
             amount=None if failure else to_major(report.amount, report.currency),
             message=report.message,
             external_url=report.external_url,
+            available_actions=actions,
         )
         if result.errors and not result.already_processed:
-            problems = "; ".join(f"{e.code}: {e.message}" for e in result.errors)
-            raise ReportRefused(f"Saleor refused the {report.type} report {report.psp_reference}: {problems}")
+            problems = "; ".join(str(e.message or e.code).rstrip(".") for e in result.errors)
+            what = _REPORT_WORDS.get(report.type, "outcome")
+            raise ReportRefused(f"Saleor did not record the {what} {report.psp_reference}: {problems}.")
 
     async def recent_orders(self, since: datetime) -> list[str]:
         return await self._client.recent_orders(since)

@@ -5,8 +5,12 @@ Two names, for two purposes:
 - ``psp_reference`` is the request's identity towards Saleor: KOM answers with it and
   reports the outcome with it. Saleor sends a new payload (a new ``issuedAt``) for every
   request, also when the merchant requests the same granted refund again after KOM refused
-  it; a re-delivery of one request is byte-identical (saleor-protocol.md 3.4). So the
-  pspReference carries ``issuedAt``: new for a new request, the same for a re-delivery.
+  it; a re-delivery of one request is byte-identical (saleor-protocol.md 3.4). Saleor
+  deduplicates events by (pspReference, type, amount), so a second request for the same
+  grant needs a pspReference of its own: it is short and derived from what Saleor sent
+  (``kom-refund-7-K3Q9ZD``: grant 7, a hash of ``issuedAt``), the same for a re-delivery.
+  Requests recorded under the older, longer form keep it (the store matches a re-delivery
+  by kind, request id and time), so their outcomes are reported as before.
 - ``request_id`` is what KOM acts on. For a granted refund that is the grant: its provider
   refund references (and idempotency keys) derive from it, so a grant requested again
   never refunds twice what was sent for it already.
@@ -17,6 +21,8 @@ which the worker reports the outcome on.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +35,7 @@ from adapters.saleor.payloads import (
     check_action,
     refund_request_from,
 )
+from plugin.domain.references import short_hash
 from plugin.service.requests import refund_to_json
 
 __all__ = ["SaleorRequest", "read_request"]
@@ -54,16 +61,13 @@ def read_request(event: str, payload: TransactionRequest) -> SaleorRequest:
     if isinstance(payload, TransactionRefundRequested):
         refund = refund_request_from(payload)
         kind, request_id, body = "refund", refund.id, refund_to_json(refund)
-        # An amount-only refund's id already carries issuedAt; a grant's does not.
-        psp_reference = f"kom-refund:{request_id}"
-        if payload.granted_refund is not None:
-            psp_reference += f"@{refund.created_at.isoformat()}"
+        psp_reference = _refund_psp(request_id, refund.created_at, payload.granted_refund is not None)
     else:
         amount = check_action(payload, event)
         kind = "charge" if isinstance(payload, TransactionChargeRequested) else "cancel"
         assert payload.issued_at is not None  # check_action refuses a request without it
         request_id = f"{transaction.id}:{payload.issued_at.isoformat()}:{amount}"
-        psp_reference = f"kom-{kind}:{request_id}"
+        psp_reference = f"kom-{kind}-{short_hash(request_id, 10)}"
         body = {"amount": amount, "currency": payload.action.currency}
     assert payload.issued_at is not None
     return SaleorRequest(
@@ -76,3 +80,23 @@ def read_request(event: str, payload: TransactionRequest) -> SaleorRequest:
         issued_at=payload.issued_at,
         body=body,
     )
+
+
+def _refund_psp(request_id: str, issued_at: datetime, granted: bool) -> str:
+    """``kom-refund-<grant>-<hash of issuedAt>`` for a granted refund, else ``kom-refund-<hash>``.
+
+    An amount-only refund's id is already a hash of its transaction, ``issuedAt`` and amount.
+    """
+    if not granted:
+        return f"kom-refund-{short_hash(request_id, 10)}"
+    return f"kom-refund-{_grant_number(request_id)}-{short_hash(issued_at.isoformat(), 6)}"
+
+
+def _grant_number(grant_id: str) -> str:
+    """Saleor's global id ``OrderGrantedRefund:7`` (base64) -> ``7``; another id -> a short hash."""
+    try:
+        decoded = base64.b64decode(grant_id, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    kind, _, number = decoded.partition(":")
+    return number if kind == "OrderGrantedRefund" and number.isdigit() else short_hash(grant_id, 8)

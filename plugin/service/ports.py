@@ -99,8 +99,13 @@ class Platform(Protocol):
 
     async def fetch_order(self, order_id: str) -> PlatformOrder: ...
 
-    async def report(self, transaction_id: str, report: TransactionReport) -> None:
-        """Record the outcome on the platform's payment; ``ReportRefused`` when it will not."""
+    async def report(
+        self, transaction_id: str, report: TransactionReport, actions: Sequence[str] | None = None
+    ) -> None:
+        """Record the outcome on the platform's payment; ``ReportRefused`` when it will not.
+
+        ``actions``: the buttons the platform should offer on the payment from now on
+        (CHARGE, REFUND, CANCEL); None leaves them as they are."""
         ...
 
     async def recent_orders(self, since: datetime) -> list[str]:

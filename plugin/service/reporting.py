@@ -74,10 +74,14 @@ def compose(
     state: ProviderOrder,
     transaction_id: str,
     portal_url: str | None,
+    provider: str = "Klarna",
 ) -> Composed:
-    """Reports for every recorded outcome, and answers to the open requests that are complete."""
+    """Reports for every recorded outcome, and answers to the open requests that are complete.
+
+    ``provider`` names the provider in the messages ("Klarna invoice K1IF1J5-1").
+    """
     out = Composed()
-    names = _invoice_names(state)
+    names = _invoice_names(state, provider)
     currency = state.currency
     for outcome in outcomes:
         report = _own_report(outcome, names, currency, portal_url)
@@ -126,7 +130,8 @@ def failure_attention(result: SyncResult, currency: str) -> list[str]:
             money = format_money(action.refunded_amount, currency)
             messages.append(f"KOM could not refund {money} for goods that will not ship: {failure.reason}")
         elif isinstance(action, RefundAction):  # answered to the platform as failed (or partly done)
-            messages.append(f"Refund {action.request_id} failed: {failure.reason}")
+            money = format_money(action.refunded_amount, currency)
+            messages.append(f"A refund of {money} failed: {failure.reason}")
         elif isinstance(action, ShippingInfoAction):
             messages.append(f"Tracking for parcel {action.parcel} could not be added: {failure.reason}")
         elif isinstance(action, ReleaseAction):
@@ -148,14 +153,16 @@ def _own_report(
         return None  # not done, or answered in the reply to its request
     money = format_money(outcome.amount, currency)
     if outcome.kind == "capture" and outcome.provider_id:
-        invoice = names.get(outcome.provider_id, outcome.provider_id)
-        message = f"Parcel {outcome.parcel} captured as invoice {invoice}: {money}"
+        invoice = names.get(outcome.provider_id, f"capture {outcome.provider_id}")
+        if outcome.provider_id not in invoice:
+            invoice += f" (capture {outcome.provider_id})"
+        message = f"Captured parcel {outcome.parcel} as {invoice}: {money}"
         return TransactionReport(
             "CHARGE_SUCCESS", outcome.provider_id, outcome.amount, currency, message, portal_url
         )
     if outcome.kind == "refund" and outcome.automatic and outcome.provider_id:
-        invoice = names.get(outcome.capture or "", f"parcel {outcome.parcel}")
-        message = f"Refunded {money} on invoice {invoice}: goods that will not ship"
+        invoice = _invoice_of(outcome, names)
+        message = f"Refunded {money} on {invoice}{_refund_id(outcome)}: goods that will not ship"
         return TransactionReport(
             "REFUND_SUCCESS", outcome.provider_id, outcome.amount, currency, message, portal_url
         )
@@ -198,16 +205,17 @@ def _refund_answer(
         )  # fmt: skip
         out.rests.append(rest)
         failed = [rest]
+    reason = _reason(request)
     if failed and done:  # money moved: say how much, never REFUND_FAILURE
         message = _split_message(done, names, currency) + f"; the rest was not refunded: {failed[0].message}"
+        message += reason
         return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, message, portal_url)
     if failed:
-        return TransactionReport(
-            "REFUND_FAILURE", psp, wanted or 0, currency, failed[0].message or "", portal_url
-        )
+        message = (failed[0].message or "") + _correlation(failed[0])
+        return TransactionReport("REFUND_FAILURE", psp, wanted or 0, currency, message, portal_url)
     parts = min((refund_parts(o.key) or 1 for o in mine if o.key.startswith(REFUND_PREFIX)), default=0)
     if done and len(done) >= parts:
-        return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, _split_message(done, names, currency), portal_url)  # noqa: E501  # fmt: skip
+        return TransactionReport("REFUND_SUCCESS", psp, _sum(done), currency, _split_message(done, names, currency) + reason, portal_url)  # noqa: E501  # fmt: skip
     if refusal is not None and not done:
         return TransactionReport("REFUND_FAILURE", psp, wanted or 0, currency, refusal.message, portal_url)
     if not mine and not planned and settled:
@@ -235,14 +243,30 @@ def _partial_message(
 
 def _split_message(done: Sequence[Outcome], names: dict[str, str], currency: str) -> str:
     total = format_money(_sum(done), currency)
-    pieces = [f"{_invoice_of(o, names)} {format_money(o.amount, currency)}" for o in done]
     if len(done) == 1:
-        return f"Refunded {total} on invoice {_invoice_of(done[0], names)}"
-    return f"Refund split over {len(done)} invoices: {', '.join(pieces)}"
+        return f"Refunded {total} on {_invoice_of(done[0], names)}{_refund_id(done[0])}"
+    pieces = [f"{_invoice_of(o, names)} {format_money(o.amount, currency)}{_refund_id(o)}" for o in done]
+    return f"Refunded {total}, split over {len(done)} invoices: {', '.join(pieces)}"
 
 
 def _invoice_of(outcome: Outcome, names: dict[str, str]) -> str:
-    return names.get(outcome.capture or "", f"parcel {outcome.parcel}" if outcome.parcel else "?")
+    """``Klarna invoice K1IF1J5-1`` (or the capture's id), else the parcel."""
+    return names.get(outcome.capture or "", f"the invoice of parcel {outcome.parcel}" if outcome.parcel else "an invoice")  # noqa: E501  # fmt: skip
+
+
+def _correlation(outcome: Outcome) -> str:
+    """Saleor shows only the message: the provider's correlation id goes in it, once."""
+    return f" Correlation id {outcome.correlation_id}." if outcome.correlation_id else ""
+
+
+def _refund_id(outcome: Outcome) -> str:
+    return f" (refund {outcome.provider_id})" if outcome.provider_id else ""
+
+
+def _reason(request: StoredRequest) -> str:
+    """The merchant's reason for the refund, as they gave it in Saleor."""
+    reason = str(request.body.get("reason") or "").strip()
+    return f". Reason: {reason}" if reason else ""
 
 
 def _cancel_answer(
@@ -252,9 +276,8 @@ def _cancel_answer(
     if outcome is None or outcome.status == "started":
         return None
     if outcome.status == "failed":
-        return TransactionReport(
-            "CANCEL_FAILURE", request.psp_reference, 0, currency, outcome.message or "", portal_url
-        )
+        message = (outcome.message or "") + _correlation(outcome)
+        return TransactionReport("CANCEL_FAILURE", request.psp_reference, 0, currency, message, portal_url)
     message = _freed(outcome.kind, format_money(outcome.amount, currency))
     return TransactionReport(
         "CANCEL_SUCCESS", request.psp_reference, outcome.amount, currency, message, portal_url
@@ -286,6 +309,28 @@ def _charge_answer(request: StoredRequest, result: SyncResult, currency: str) ->
     return TransactionReport("CHARGE_FAILURE", request.psp_reference, 0, currency, " ".join(parts))
 
 
+_CLOSED = frozenset({"CANCELLED", "EXPIRED", "CLOSED"})
+
+
+def available_actions(state: ProviderOrder, *, manual_capture: bool) -> tuple[str, ...]:
+    """The buttons Saleor should offer on the payment, from the provider's order.
+
+    Saleor keeps whatever the app last set (saleor-observed.md), so KOM sets them with every
+    report: CHARGE only when the merchant captures by hand and something is still authorized
+    (KOM captures each parcel itself otherwise), REFUND only while captured money is left to
+    refund, CANCEL only while something is authorized.
+    """
+    open_ = state.status not in _CLOSED and state.remaining_authorized_amount > 0
+    actions = []
+    if open_ and manual_capture:
+        actions.append("CHARGE")
+    if state.captured_amount - state.refunded_amount > 0:
+        actions.append("REFUND")
+    if open_:
+        actions.append("CANCEL")
+    return tuple(actions)
+
+
 def requested_cancel(request: StoredRequest, currency: str) -> int:
     """The amount a cancel request asked to free (the platform's remaining authorization)."""
     amount = request.body.get("amount")
@@ -301,11 +346,16 @@ def _sum(outcomes: Sequence[Outcome]) -> int:
     return sum(o.amount for o in outcomes)
 
 
-def _invoice_names(state: ProviderOrder) -> dict[str, str]:
-    """Capture id and capture reference -> the invoice the customer sees (Klarna's reference)."""
+def _invoice_names(state: ProviderOrder, provider: str = "Klarna") -> dict[str, str]:
+    """Capture id and capture reference -> the invoice the customer sees (Klarna's reference),
+    or the capture id when it has none."""
     names: dict[str, str] = {}
     for capture in state.captures:
-        name = capture.klarna_reference or capture.capture_id
+        name = (
+            f"{provider} invoice {capture.klarna_reference}"
+            if capture.klarna_reference
+            else f"{provider} capture {capture.capture_id}"
+        )
         names[capture.capture_id] = name
         if capture.reference:
             names[capture.reference] = name

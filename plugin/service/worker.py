@@ -24,13 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from plugin.domain.actions import CaptureAction, idempotency_key
+from plugin.domain.actions import CaptureAction, RefundAction, idempotency_key
+from plugin.domain.provider import ProviderOrder
 from plugin.service.authorization import enqueue_expiring, keep_authorization
 from plugin.service.crashpoints import crash_point
 from plugin.service.ports import PaymentProvider, Platform, ReportRefused, WorkStore
 from plugin.service.projection import after_pass
 from plugin.service.records import ChannelSettings, Installation, OrderJob, Outcome, StoredRequest
-from plugin.service.reporting import adopt, compose, failure_attention, lasting_attention, requested_cancel
+from plugin.service.reporting import (
+    adopt,
+    available_actions,
+    compose,
+    failure_attention,
+    lasting_attention,
+    requested_cancel,
+)
 from plugin.service.requests import refund_from_json
 from plugin.service.sync import Classify, Permanent, Record, SyncResult, sync_order
 
@@ -284,9 +292,12 @@ class Worker:
         # Captures and refunds made before a crash that kept KOM from recording them.
         for adopted in adopt(result.state, known, [r.request_id for r in requests]):
             await record(adopted)
-        # No re-read: the read before acting plus the provider's answers to the writes.
+        # No re-read for amounts: the read before acting plus the provider's answers to the
+        # writes. Only a new capture is read back, for its invoice number in Saleor's message.
         state = after_pass(result.state, result)
-        retry = [f"{f.action.key}: {f.reason}" for f in result.transient]
+        if any(isinstance(d.action, CaptureAction) for d in result.done):
+            state = await self._fresh(provider, provider_id, result, state)
+        retry = [f"{_what(f.action)}: {f.reason}" for f in result.transient]
         recorded = {o.key: o for o in await self.store.outcomes(installation.id, provider_id)}
         for request in (r for r in open_requests if r.kind == "cancel"):
             earlier = recorded.get(f"cancel:{request.request_id}")
@@ -308,7 +319,13 @@ class Worker:
         )
         outcomes = await self.store.outcomes(installation.id, provider_id)
         composed = compose(
-            outcomes, open_requests, result, state, snapshot.transaction_id, provider.portal_url(provider_id)
+            outcomes,
+            open_requests,
+            result,
+            state,
+            snapshot.transaction_id,
+            provider.portal_url(provider_id),
+            settings.provider.capitalize(),
         )
         for rest in composed.rests:
             await record(rest)
@@ -316,13 +333,14 @@ class Worker:
             installation.id, job.platform_order_id, composed.reports, [r.id for r in composed.finished]
         )
         crash_point("reports-queued")
-        retry += await self._send_reports(installation, platform, job)
+        actions = available_actions(state, manual_capture=settings.capture_mode == "manual")
+        retry += await self._send_reports(installation, platform, job, (snapshot.transaction_id, actions))
 
         attention = [r.message for r in result.refusals]
         attention += failure_attention(result, state.currency)
         attention += lasting_attention([*outcomes, *composed.rests], state)
         attention += [
-            f"The platform refused the {r.report.type} report {r.report.psp_reference}: {r.error}"
+            r.error or f"The platform did not record the outcome {r.report.psp_reference}."
             for r in await self.store.order_reports(installation.id, job.platform_order_id)
             if r.state == "refused"
         ]
@@ -331,6 +349,19 @@ class Worker:
             reason = " ".join(dict.fromkeys(attention))
             return PassOutcome("needs_attention", reason, provider_id, retry, correlation_id)
         return PassOutcome("in_sync", None, provider_id, retry)
+
+    async def _fresh(
+        self, provider: PaymentProvider, provider_id: str, result: SyncResult, projected: ProviderOrder
+    ) -> ProviderOrder:
+        """The provider's order after a capture, for the invoice number in messages. The records
+        stay the truth: a read that lags behind a write changes no amount."""
+        if not result.done:
+            return projected
+        try:
+            return await provider.get_order(provider_id)
+        except Exception:
+            log.info("re-read of %s failed; messages use KOM's own record", provider_id, exc_info=True)
+            return projected
 
     async def _cancel(
         self,
@@ -387,15 +418,25 @@ class Worker:
         crash_point("outcome-recorded")
         return None
 
-    async def _send_reports(self, installation: Installation, platform: Platform, job: OrderJob) -> list[str]:
-        """Send each pending report on its own; the transient problems (the order comes back)."""
+    async def _send_reports(
+        self,
+        installation: Installation,
+        platform: Platform,
+        job: OrderJob,
+        actions: tuple[str, tuple[str, ...]] | None = None,
+    ) -> list[str]:
+        """Send each pending report on its own; the transient problems (the order comes back).
+
+        ``actions``: (transaction id, the buttons its payment should offer now), set with
+        every report on that transaction."""
         problems = []
         for queued in await self.store.order_reports(installation.id, job.platform_order_id):
             if queued.state != "pending" or queued.id is None:
                 continue
             report = queued.report
+            buttons = actions[1] if actions and actions[0] == queued.transaction_id else None
             try:
-                await platform.report(queued.transaction_id, report)
+                await platform.report(queued.transaction_id, report, buttons)
             except ReportRefused as exc:
                 log.warning(
                     "order %s: %s refused: %s", job.platform_order_id, report.type, exc, extra=_context(job)
@@ -447,6 +488,15 @@ class Worker:
         if count:
             log.info("sweep re-planned %d orders", count)
         return count
+
+
+def _what(action: object) -> str:
+    """An action as the merchant knows it (its key is for KOM: ``kom:s:<fulfillment id>``)."""
+    if isinstance(action, CaptureAction):
+        return f"Capture of parcel {action.parcel}"
+    if isinstance(action, RefundAction):
+        return "Refund"
+    return "Update"
 
 
 def _context(job: OrderJob, correlation_id: str | None = None) -> dict[str, object]:

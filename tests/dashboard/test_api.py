@@ -398,7 +398,8 @@ async def test_needs_attention_shows_reason_and_correlation_id(w: World) -> None
     await w.settle()
     listing = (await get(w, "/orders?state=needs_attention")).json()
     (job,) = [o for o in listing["orders"] if o["id"] == order.id]
-    assert "CAPTURE_NOT_ALLOWED" in job["reason"] and job["correlation_id"]
+    assert "capture not allowed, HTTP 403" in job["reason"] and job["correlation_id"]
+    assert job["correlation_id"] not in job["reason"]
     view = (await get(w, f"/orders/{order.id}")).json()
     assert view["order"]["state"] == "needs_attention" and view["captures"] == []
     assert (await w.http.post(url(w, f"/orders/{order.id}/retry"), headers=headers(w))).status_code == 200

@@ -84,6 +84,16 @@ async def test_fresh_install_handshake_connection_tests_and_saving_settings(tmp_
                 await expect(result).to_have_attribute("data-outcome", "wrong_credentials")
                 await screenshot(page, frame, "connection-failed")
 
+                # Saving exactly what the test just refused asks first; Cancel saves nothing.
+                await frame.get_by_role("button", name="Save").click()
+                status = frame.locator("#save-status")
+                await expect(status).to_contain_text("The connection test failed with these settings")
+                await expect(frame.get_by_role("button", name="Save anyway")).to_be_visible()
+                await screenshot(page, frame, "save-after-failed-test")
+                await frame.get_by_role("button", name="Cancel").click()
+                await expect(status).to_have_text("")
+                assert await w.store.settings_for(1, None) is None
+
                 # The right key passes, and is saved with a policy change.
                 await frame.locator("#api_key").fill(DEMO_API_KEY)
                 await frame.get_by_role("button", name="Test connection").click()
@@ -182,7 +192,9 @@ async def test_allocation_view_of_the_seed_order_and_retry_of_a_failed_order(tmp
         await w.install()
         seed = await ship_seed(w)
         # A return of the T-shirt (parcel 1) and the sneakers (parcel 2): two refunds.
-        grant = w.saleor.grant_refund(seed.id, seed.transaction, {seed.lines[0]: 1, seed.lines[2]: 1})
+        grant = w.saleor.grant_refund(
+            seed.id, seed.transaction, {seed.lines[0]: 1, seed.lines[2]: 1}, reason="Too small"
+        )
         w.saleor.request_refund_for_granted_refund(grant)
         await w.settle()
         failing = await w.new_order([("CAP", "Cap", 1, "25.00", "0.25")], shipping=("5.00", "0.25"))
@@ -203,14 +215,15 @@ async def test_allocation_view_of_the_seed_order_and_retry_of_a_failed_order(tmp
                 await expect(rows).to_have_count(3)
                 for state in ("needs_attention", "pending", "in_sync"):
                     await expect(frame.locator(f"[data-count='{state}']")).to_have_text("1")
-                await expect(rows.first).to_contain_text("Pending")  # newest first
+                await expect(rows.first).to_contain_text("Waiting")  # newest first, in words
+                await expect(frame.locator("#orders-body")).not_to_contain_text("_")  # no enum names
                 await screenshot(page, frame, "activity")
 
                 # Needs attention: the reason and the provider's correlation id, with Retry now.
                 await frame.get_by_role("button", name="Needs attention").click()
                 await expect(rows).to_have_count(1)
                 row = rows.first
-                await expect(row).to_contain_text("CAPTURE_NOT_ALLOWED")
+                await expect(row).to_contain_text("capture not allowed, HTTP 403")
                 await expect(row).to_contain_text("Correlation id")
                 await screenshot(page, frame, "activity-needs-attention")
 
@@ -231,6 +244,15 @@ async def test_allocation_view_of_the_seed_order_and_retry_of_a_failed_order(tmp
                 await expect(refunds).to_have_count(2)
                 booked = sorted([await r.locator("td").last.inner_text() for r in await refunds.all()])
                 assert [b.split(" · ")[0] for b in booked] == ["Invoice 1", "Invoice 2"]
+                # Listed by the Saleor refund they were made for, Klarna's refund id beside it.
+                for row in await refunds.all():
+                    await expect(row).to_contain_text("Saleor refund 1 · €130.00")
+                    await expect(row).to_contain_text("Reason: Too small")
+                    await expect(row).to_contain_text(
+                        f"Klarna refund {await row.get_attribute('data-refund')}"
+                    )
+                await expect(frame.locator(".detail-head")).to_contain_text("Captured")
+                await expect(frame.locator(".detail-head")).not_to_contain_text("CAPTURED")
                 await expect(frame.locator(".callout-warning")).to_have_count(0)
                 await screenshot(page, frame, "allocation-seed-order")
 
@@ -273,7 +295,41 @@ async def test_a_refund_made_elsewhere_shows_the_allocation_warning(tmp_path: Pa
                 warning = frame.locator(".callout-warning")
                 await expect(warning).to_contain_text("A refund made outside KOM")
                 await expect(frame.locator("tr[data-refund]")).to_contain_text("Not allocated")
+                await expect(frame.locator("tr[data-refund]")).to_contain_text("Made outside KOM")
+                # KOM has nothing left to do, but this order is not "In sync".
+                chip = frame.locator(".detail-head [data-status]")
+                await expect(chip).to_have_text("Allocation broken")
                 await screenshot(page, frame, "allocation-warning-dark")
+
+
+async def test_an_order_refused_for_wrong_credentials_links_to_settings(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from playwright.async_api import expect
+
+    async with world(tmp_path) as w:
+        await w.install()
+        saved = await w.store.settings_for(1, None)
+        assert saved is not None
+        await w.store.save_settings(1, replace(saved, api_key="klarna_test_api_" + "x" * 40))
+        order = await w.new_order([("CAP", "Cap", 1, "25.00", "0.25")])
+        w.saleor.fulfill(order.id, {order.lines[0]: 1})
+        await w.settle()
+        job = await w.store.order_job(1, order.id)
+        assert job is not None and job.state == "needs_attention" and "HTTP 401" in (job.reason or "")
+        with dashboard_host(w) as host:
+            async with launch() as browser:
+                page, frame = await open_dashboard(browser, host)
+                row = frame.locator(f"#orders-body tr[data-order='{order.id}']")
+                await expect(row).to_contain_text("Needs attention")
+                await expect(row).to_contain_text("rejected KOM's credentials")
+                await screenshot(page, frame, "activity-wrong-credentials")
+                await row.get_by_role("button", name="Open Settings").click()
+                await expect(frame.get_by_role("tab", name="Settings")).to_have_attribute(
+                    "aria-selected", "true"
+                )
+                await expect(frame.locator("#panel-settings")).to_be_visible()
+                assert page.errors == []  # type: ignore[attr-defined]
 
 
 async def test_permissions_origins_token_refresh_and_the_empty_state(tmp_path: Path) -> None:

@@ -221,3 +221,43 @@ async def test_a_user_token_without_app_claims_is_refused(tmp_path: Path) -> Non
         with pytest.raises(HTTPException) as refused:
             await authenticate(request_with(headers(w, claims_token)), w.services())
         assert refused.value.detail == "The token is not an app token from the Saleor Dashboard."
+
+
+def test_a_provider_refund_is_named_by_the_saleor_refund_it_was_made_for() -> None:
+    from datetime import UTC, datetime
+
+    from plugin.domain.references import refund_reference
+    from plugin.service.records import StoredRequest
+    from plugin.web.dashboard.activity import fixed_in_settings
+    from plugin.web.dashboard.allocation import platform_refund
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    grant = StoredRequest(
+        1,
+        "refund",
+        "T3JkZXJHcmFudGVkUmVmdW5kOjc=",
+        "kom-refund-7-AAAAAA",
+        "tx",
+        {"amount": 2500, "reason": "Damaged"},
+        at,
+        True,
+    )
+    goodwill = StoredRequest(
+        2, "refund", "saleor-refund:" + "a" * 32, "kom-refund-x", "tx", {"amount": 500}, at, True
+    )
+    requests = [grant, goodwill]
+    found = platform_refund(refund_reference(grant.request_id, "kom:s:F1", 1), requests)
+    assert found is not None and (found["label"], found["amount"], found["reason"]) == (
+        "Saleor refund 7",
+        2500,
+        "Damaged",
+    )
+    other = platform_refund(refund_reference(goodwill.request_id, "kom:s:F1", 2), requests)
+    assert other is not None and other["label"] == "Saleor refund (amount only)" and other["reason"] is None
+    assert platform_refund("made-in-the-portal", requests) is None and platform_refund(None, requests) is None
+    assert fixed_in_settings(
+        "The provider rejected KOM's credentials (HTTP 401): check the API key and region."
+    )
+    assert not fixed_in_settings(
+        "Parcel 2 (€100.00) could not be captured: The provider refused the capture."
+    )

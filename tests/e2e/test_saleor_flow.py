@@ -34,9 +34,15 @@ async def ship_seed(w: World, shipping: tuple[str, str] | None = ("10.00", "0.25
     return order
 
 
-def refund_lines(w: World, order: Order, *indexes: int, shipping: bool = False) -> str:
+def refund_lines(
+    w: World, order: Order, *indexes: int, shipping: bool = False, reason: str | None = None
+) -> str:
     grant = w.saleor.grant_refund(
-        order.id, order.transaction, {order.lines[i]: 1 for i in indexes}, include_shipping=shipping
+        order.id,
+        order.transaction,
+        {order.lines[i]: 1 for i in indexes},
+        include_shipping=shipping,
+        reason=reason,
     )
     return w.saleor.request_refund_for_granted_refund(grant)
 
@@ -53,9 +59,9 @@ async def test_seed_order_two_parcels_two_captures_reported_as_charges(w: World)
     charges = transaction.of_type("CHARGE_SUCCESS")
     assert [e.psp_reference for e in charges] == [c.capture_id for c in captures]
     assert transaction.charged == Decimal("210.00")
-    assert "captured as invoice" in charges[0].message and charges[0].external_url.startswith(
-        "https://portal"
-    )
+    assert charges[0].message.startswith("Captured parcel 1 as Klarna invoice ") and charges[
+        0
+    ].external_url.startswith("https://portal")
     job = await w.store.order_job(1, order.id)
     assert job is not None and job.state == "in_sync"
 
@@ -64,14 +70,24 @@ async def test_sneakers_refund_lands_on_capture_b_and_is_reported(w: World) -> N
     order = await ship_seed(w)
     fulfillment_line = None  # the return itself only moves goods in Saleor; the grant drives the refund
     del fulfillment_line
-    refund_lines(w, order, 2)
+    refund_lines(w, order, 2, reason="Sneakers too small")
     await w.settle()
     ledger = await w.ledger(order)
     (refund,) = ledger["refunds"]
     assert refund["allocated"] and refund["capture_id"] == w.klarna(order).captures[1].capture_id
     transaction = w.saleor.transaction(order.transaction)
     (success,) = transaction.of_type("REFUND_SUCCESS")
-    assert success.amount == Decimal("100.00") and "on invoice" in success.message
+    invoice = w.klarna(order).captures[1].klarna_reference
+    klarna_refund = w.klarna(order).refunds[0]
+    assert success.amount == Decimal("100.00")
+    assert success.message == (
+        f"Refunded €100.00 on Klarna invoice {invoice} (refund {klarna_refund.refund_id}). "
+        "Reason: Sneakers too small"
+    )
+    assert (klarna_refund.description or "").startswith("Sneakers too small")  # kept at Klarna too
+    # One short pspReference links the outcome to Saleor's request (and so to the grant).
+    (requested,) = transaction.of_type("REFUND_REQUEST")
+    assert success.psp_reference == requested.psp_reference and len(success.psp_reference) < 25
     assert transaction.refund_pending == 0 and transaction.refunded == Decimal("100.00")
 
 
@@ -84,7 +100,7 @@ async def test_return_spanning_both_parcels_is_two_refunds_one_report(w: World) 
     assert all(r["allocated"] for r in ledger["refunds"])
     (success,) = w.saleor.transaction(order.transaction).of_type("REFUND_SUCCESS")
     assert success.amount == Decimal("140.00")
-    assert success.message.startswith("Refund split over 2 invoices:")
+    assert success.message.startswith("Refunded €140.00, split over 2 invoices: Klarna invoice ")
 
 
 async def test_one_sku_in_two_parcels_partial_quantities(w: World) -> None:
@@ -284,3 +300,28 @@ async def test_reinstalled_kom_keeps_handling_orders_paid_before(w: World) -> No
     refund_lines(w, order, 2)
     await w.settle()
     assert [r["allocated"] for r in (await w.ledger(order))["refunds"]] == [True]
+
+
+async def test_the_payment_offers_only_the_buttons_that_still_work(w: World) -> None:
+    """Saleor keeps the availableActions KOM last set; KOM sets them from the Klarna order."""
+    order = await w.new_order(SEED, shipping=("10.00", "0.25"))
+    w.saleor.fulfill(order.id, {order.lines[0]: 1, order.lines[1]: 1})
+    await w.settle()
+    # Part shipped: captured money to refund, the rest still authorized (KOM captures each
+    # parcel itself, so no CHARGE button).
+    assert sorted(w.saleor.transaction(order.transaction).actions) == ["CANCEL", "REFUND"]
+    w.saleor.fulfill(order.id, {order.lines[2]: 1})
+    await w.settle()
+    assert w.saleor.transaction(order.transaction).actions == ["REFUND"]  # fully captured
+    refund_lines(w, order, 0, 1, 2, shipping=True)
+    await w.settle()
+    transaction = w.saleor.transaction(order.transaction)
+    assert transaction.refunded == Decimal("210.00") and transaction.actions == []  # nothing left
+
+
+async def test_a_cancelled_order_offers_no_capture_or_cancel(w: World) -> None:
+    order = await w.new_order(SEED, shipping=("10.00", "0.25"))
+    w.saleor.cancel_order(order.id)
+    await w.settle()
+    transaction = w.saleor.transaction(order.transaction)
+    assert transaction.of_type("CANCEL_SUCCESS") and transaction.actions == []

@@ -89,7 +89,7 @@ async def test_a_refund_found_on_the_provider_without_a_record_is_adopted(sandbo
     composed = compose(adopted, [stored(SPANNING)], SyncResult(), state, "txn-1", None)
     answers = [q.report for q in composed.reports if q.report.psp_reference == "kom-refund:r-both"]
     assert [(r.type, r.amount) for r in answers] == [("REFUND_SUCCESS", 13000)]
-    assert answers[0].message.startswith("Refund split over 2 invoices:")
+    assert answers[0].message.startswith("Refunded €130.00, split over 2 invoices: Klarna invoice ")
 
     # A refund of KOM's that neither a request nor a record explains is kept, never reported.
     strays = adopt(state, [], [])
@@ -110,3 +110,23 @@ def test_a_partly_sent_refund_is_a_success_for_what_moved_and_stays_on_the_list(
     assert "the rest was not refunded: 403 no" in report.message
     (attention,) = lasting_attention([done, failed], provider)
     assert "only partly sent" in attention and "€100.00 was not refunded" in attention
+
+
+def test_available_actions_follow_the_provider_order() -> None:
+    from plugin.domain.provider import ProviderOrder
+    from plugin.service.reporting import available_actions
+
+    def order(status: str, captured: int, refunded: int, left: int) -> ProviderOrder:
+        return ProviderOrder("k", status, "EUR", 21000, captured, refunded, left)
+
+    assert available_actions(order("AUTHORIZED", 0, 0, 21000), manual_capture=True) == ("CHARGE", "CANCEL")
+    assert available_actions(order("AUTHORIZED", 0, 0, 21000), manual_capture=False) == ("CANCEL",)
+    assert available_actions(order("PART_CAPTURED", 11000, 0, 10000), manual_capture=True) == (
+        "CHARGE",
+        "REFUND",
+        "CANCEL",
+    )
+    assert available_actions(order("CAPTURED", 21000, 3000, 0), manual_capture=True) == ("REFUND",)
+    assert available_actions(order("CAPTURED", 21000, 21000, 0), manual_capture=True) == ()
+    assert available_actions(order("CANCELLED", 0, 0, 21000), manual_capture=True) == ()
+    assert available_actions(order("EXPIRED", 0, 0, 21000), manual_capture=True) == ()

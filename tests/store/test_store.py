@@ -335,3 +335,14 @@ async def test_sqlite_hint_writer_writes_what_the_upsert_writes(tmp_path: Path, 
     finally:
         await fast.close()
         await plain.close()
+
+
+async def test_a_request_recorded_under_the_long_psp_keeps_it(store: Store, clock: Clock) -> None:
+    # Before short pspReferences KOM answered "kom-refund:<grant>@<issuedAt>": Saleor's
+    # re-delivery of that request, now given a short pspReference, is the same record, and
+    # its outcome is reported with the pspReference Saleor's REFUND_REQUEST event carries.
+    installation_id = await install(store)
+    old = "kom-refund:grant-1@2026-11-21T12:00:00+00:00"
+    legacy = await store.record_request(**request(clock, installation_id, psp_reference=old))  # type: ignore[arg-type]
+    again = await store.record_request(**request(clock, installation_id, psp_reference="kom-refund-1-ABCDEF"))  # type: ignore[arg-type]
+    assert again == legacy and again.psp_reference == old

@@ -234,7 +234,7 @@ async def test_real_refund_request_is_accepted_pending_and_recorded(kom: Kom) ->
     response = await replay(kom, "0015_transaction_refund_requested")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"pspReference"} and body["pspReference"].startswith("kom-refund:")
+    assert set(body) == {"pspReference"} and body["pspReference"].startswith("kom-refund-")
     again = await replay(kom, "0015_transaction_refund_requested")  # Saleor may deliver twice
     assert again.json() == body
     order_id = shared.capture("0015_transaction_refund_requested").json()["transaction"]["order"]["id"]

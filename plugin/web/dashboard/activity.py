@@ -11,6 +11,7 @@ from plugin.service.records import AuthorizationRecord, FindingRecord
 from plugin.store.store import OrderJob, Store
 
 STATES = ("needs_attention", "pending", "in_sync")
+MISALLOCATED = "refund_misallocated"  # a refund broke the provider's allocation (FindingKind)
 PAGE_SIZE = 20
 MAX_FINDINGS = 100
 
@@ -26,7 +27,14 @@ def job_view(job: OrderJob, authorization: AuthorizationRecord | None = None) ->
         "attempts": job.attempts,
         "updated_at": _iso(job.updated_at),
         "authorization": authorization_view(authorization),
+        "fix_in_settings": job.state == "needs_attention" and fixed_in_settings(job.reason),
     }
+
+
+def fixed_in_settings(reason: str | None) -> bool:
+    """Wrong credentials (HTTP 401) or no settings for the channel: the page links to Settings."""
+    text = reason or ""
+    return "credentials (HTTP 401)" in text or text.startswith("KOM is not configured for channel")
 
 
 def authorization_view(record: AuthorizationRecord | None) -> dict[str, Any] | None:
@@ -92,11 +100,13 @@ async def order_page(store: Store, installation_id: int, state: str | None, page
     per_order: dict[str, int] = {}
     for finding in findings:
         per_order[finding.platform_order_id] = per_order.get(finding.platform_order_id, 0) + 1
+    broken = {f.platform_order_id for f in findings if f.kind == MISALLOCATED}
     return {
         "orders": [
             {
                 **job_view(job, clocks.get(job.platform_order_id)),
                 "findings": per_order.get(job.platform_order_id, 0),
+                "allocation_broken": job.platform_order_id in broken,
             }
             for job in shown
         ],

@@ -9,7 +9,10 @@ capture reference names it).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -18,11 +21,11 @@ from plugin.composition import Services
 from plugin.domain.ledger import CaptureState, Ledger
 from plugin.domain.money import exponent
 from plugin.domain.provider import ProviderLine, ProviderOrder
-from plugin.domain.references import REFUND_PREFIX, capture_reference
+from plugin.domain.references import REFUND_PREFIX, capture_reference, refund_reference_prefix
 from plugin.domain.snapshot import Shipment
 from plugin.service.authorization import read_clock
 from plugin.service.ports import PlatformOrder
-from plugin.service.records import Installation, OrderJob
+from plugin.service.records import Installation, OrderJob, StoredRequest
 from plugin.web.dashboard.activity import current_findings, finding_view, job_view
 
 log = logging.getLogger("kom.dashboard")
@@ -101,6 +104,10 @@ async def order_view(services: Services, installation: Installation, job: OrderJ
             provider.portal_url(provider_order_id),
         )
     )
+    requests = await services.store.requests_for(installation.id, job.platform_order_id, kind="refund")
+    for refund in view["refunds"]:
+        refund["platform_refund"] = platform_refund(refund["reference"], requests)
+    view["allocation_broken"] = any(w["kind"] == "misallocated" for w in view["warnings"])
     view["provider"]["name"] = PROVIDER_NAMES.get(settings.provider, settings.provider)
     if platform_order is not None:
         reading = read_clock(
@@ -119,6 +126,30 @@ async def order_view(services: Services, installation: Installation, job: OrderJ
         }
     view["warnings"] = warnings + view["warnings"]
     return view
+
+
+def platform_refund(reference: str | None, requests: Sequence[StoredRequest]) -> dict[str, Any] | None:
+    """The Saleor refund a provider refund of KOM's was made for: its grant, amount and reason."""
+    for request in requests:
+        if (reference or "").startswith(refund_reference_prefix(request.request_id)):
+            grant = _grant_number(request.request_id)
+            return {
+                "id": request.request_id,
+                "label": f"Saleor refund {grant}" if grant else "Saleor refund (amount only)",
+                "amount": request.body.get("amount"),
+                "reason": request.body.get("reason"),
+                "requested_at": request.created_at.isoformat() if request.created_at else None,
+            }
+    return None
+
+
+def _grant_number(request_id: str) -> str | None:
+    """``OrderGrantedRefund:7`` (Saleor's base64 global id) -> ``7``; an amount-only refund -> None."""
+    try:
+        kind, _, number = base64.b64decode(request_id, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return number if kind == "OrderGrantedRefund" and number else None
 
 
 def allocation(

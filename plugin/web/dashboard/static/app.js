@@ -159,7 +159,7 @@
 
   const STATES = {
     in_sync: ["In sync", "chip-success"],
-    pending: ["Pending", "chip-info"],
+    pending: ["Waiting", "chip-info"],
     needs_attention: ["Needs attention", "chip-critical"],
   };
 
@@ -201,9 +201,25 @@
     return h("div", { class: `meta ${tone}`, "data-expiry": authorization.state }, text);
   }
 
-  function stateChip(value) {
-    const [label, tone] = STATES[value] || [value, ""];
-    return h("span", { class: `chip ${tone}` }, label);
+  // A refund made elsewhere broke the provider's allocation: KOM has nothing to do, but the
+  // order is not "in sync" with what the shopper is owed.
+  function stateChip(value, broken) {
+    const [label, tone] = broken && value === "in_sync" ? ["Allocation broken", "chip-critical"] : STATES[value] || ["Unknown", ""];
+    return h("span", { class: `chip ${tone}`, "data-status": broken && value === "in_sync" ? "allocation_broken" : value }, label);
+  }
+
+  // The provider's order status, in words.
+  const PROVIDER_STATUS = {
+    AUTHORIZED: "Authorized",
+    PART_CAPTURED: "Partly captured",
+    CAPTURED: "Captured",
+    CANCELLED: "Cancelled",
+    EXPIRED: "Expired",
+    CLOSED: "Closed",
+  };
+
+  function settingsLink() {
+    return h("button", { type: "button", class: "btn-link", "data-fix": "settings", onclick: () => selectTab("settings", true) }, "Open Settings");
   }
 
   // -- notices -----------------------------------------------------------------------------
@@ -381,6 +397,8 @@
     else if (order.state === "in_sync" && order.findings) details.append(h("span", { class: "muted" }, "KOM has nothing left to do; see what to check above."));
     else details.append(h("span", { class: "muted" }, order.state === "in_sync" ? "Captures and refunds match Saleor." : "Waiting for KOM's worker."));
     if (order.correlation_id) details.append(h("div", { class: "meta" }, "Correlation id ", h("span", { class: "mono" }, order.correlation_id)));
+    if (order.fix_in_settings) details.append(h("div", { class: "meta" }, "Check the credentials: ", settingsLink()));
+    if (order.allocation_broken && order.state === "in_sync") details.append(h("div", { class: "meta" }, "A refund made outside KOM broke the allocation: open the order."));
     const expiry = expiryText(order.authorization);
     if (expiry) details.append(expiry);
     if (order.findings) details.append(h("div", { class: "meta" }, h("span", { class: "chip chip-warning" }, `${order.findings} to check`)));
@@ -392,7 +410,7 @@
       "tr",
       { "data-order": order.id },
       h("td", { class: "nowrap" }, h("button", { type: "button", class: "btn-link", onclick: () => openOrder(order.id) }, label)),
-      h("td", {}, stateChip(order.state)),
+      h("td", {}, stateChip(order.state, order.allocation_broken)),
       details,
       h("td", { class: "nowrap muted" }, when(order.updated_at)),
       actions,
@@ -479,9 +497,10 @@
 
     const metaParts = [];
     const providerName = (provider && provider.name) || "Provider";
+    state.providerName = providerName;
     if (provider && provider.order_id) metaParts.push(`${providerName} order ${provider.order_id}`);
     if (view.channel) metaParts.push(`Channel ${view.channel}`);
-    if (provider && provider.status) metaParts.push(`Status ${provider.status}`);
+    if (provider && provider.status) metaParts.push(PROVIDER_STATUS[provider.status] || "Status unknown");
     const actions = h("div", { class: "detail-actions" });
     if (order.state === "needs_attention" && state.me.can.retry) {
       actions.append(h("button", { type: "button", class: "btn btn-secondary", onclick: (event) => retry(order.id, event.currentTarget) }, "Retry now"));
@@ -493,12 +512,14 @@
       h(
         "div",
         { class: "detail-head" },
-        h("div", {}, h("h2", { tabindex: "-1" }, label, stateChip(order.state)), h("p", { class: "meta" }, metaParts.join(" · "))),
+        h("div", {}, h("h2", { tabindex: "-1" }, label, stateChip(order.state, view.allocation_broken)), h("p", { class: "meta" }, metaParts.join(" · "))),
         actions,
       ),
     );
     if (order.state === "needs_attention" && order.reason) {
-      out.push(callout("critical", "KOM needs your attention", order.reason, order.correlation_id ? `Correlation id ${order.correlation_id}` : null));
+      const box = callout("critical", "KOM needs your attention", order.reason, order.correlation_id ? `Correlation id ${order.correlation_id}` : null);
+      if (order.fix_in_settings) box.append(h("div", { class: "meta" }, settingsLink()));
+      out.push(box);
     }
     for (const warning of view.warnings) {
       const tone = warning.kind === "not_linked" ? "info" : "warning";
@@ -608,6 +629,24 @@
     );
   }
 
+  // A refund of KOM's is listed by the Saleor refund it was made for (amount, reason), with
+  // the provider's refund id beside it; one made elsewhere by the provider's id only.
+  function refundCell(refund, m) {
+    const platform = refund.platform_refund;
+    const providerId = h("div", { class: "small muted" }, `${state.providerName || "Provider"} refund `, h("span", { class: "mono" }, refund.refund_id || "—"));
+    if (!platform) {
+      return h("td", {}, h("div", {}, refund.made_by === "kom" ? "By KOM" : "Made outside KOM"), providerId);
+    }
+    const amount = platform.amount !== null && platform.amount !== undefined ? ` · ${m(platform.amount)}` : "";
+    return h(
+      "td",
+      {},
+      h("div", {}, `${platform.label}${amount}`),
+      platform.reason ? h("div", { class: "small" }, `Reason: ${platform.reason}`) : null,
+      providerId,
+    );
+  }
+
   function refundTable(refunds, captures, m) {
     const rows = refunds.map((refund) => {
       let booked;
@@ -623,7 +662,7 @@
       return h(
         "tr",
         { "data-refund": refund.refund_id },
-        h("td", {}, h("div", { class: "mono small" }, refund.refund_id), h("div", { class: "small muted" }, refund.made_by === "kom" ? "By KOM" : "Made elsewhere")),
+        refundCell(refund, m),
         h("td", { class: "nowrap muted" }, when(refund.refunded_at)),
         h("td", {}, lines),
         h("td", { class: "num" }, m(refund.refunded_amount)),
@@ -787,8 +826,31 @@
     }
   }
 
-  form.addEventListener("submit", async (event) => {
+  // The last connection test, for the form exactly as it was tested.
+  let lastTest = null;
+  function formKey() {
+    return JSON.stringify({ channel: state.channel, ...formValue() });
+  }
+
+  // Saving what Test connection just refused asks first (inline: the sandbox allows no dialogs).
+  function confirmSave() {
+    const status = $("save-status");
+    const cancel = h("button", { type: "button", class: "btn btn-secondary btn-small", onclick: () => { status.replaceChildren(); $("save").focus(); } }, "Cancel");
+    const save = h("button", { type: "button", class: "btn btn-primary btn-small", "data-confirm": "save", onclick: () => { status.replaceChildren(); save_(true); } }, "Save anyway");
+    status.replaceChildren(`The connection test failed with these settings (${lastTest.title}). Save them anyway? `, save, " ", cancel);
+    cancel.focus();
+  }
+
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
+    save_(false);
+  });
+
+  async function save_(confirmed) {
+    if (!confirmed && lastTest && !lastTest.ok && lastTest.key === formKey()) {
+      confirmSave();
+      return;
+    }
     const button = $("save");
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
@@ -807,7 +869,7 @@
       button.disabled = false;
       button.removeAttribute("aria-busy");
     }
-  });
+  }
 
   $("test-connection").addEventListener("click", async () => {
     const button = $("test-connection");
@@ -832,7 +894,9 @@
       const meta = [];
       if (data.status) meta.push(`HTTP ${data.status}${data.error_code ? ` ${data.error_code}` : ""}`);
       if (data.correlation_id) meta.push(`correlation id ${data.correlation_id}`);
-      result.replaceChildren(callout(data.ok ? "success" : "critical", titles[data.outcome] || data.outcome, data.message, meta.join(" · ") || null));
+      const title = titles[data.outcome] || "Test failed";
+      lastTest = { key: formKey(), ok: data.ok, title };
+      result.replaceChildren(callout(data.ok ? "success" : "critical", title, data.message, meta.join(" · ") || null));
       result.dataset.outcome = data.outcome;
       if (data.suggested_region) {
         result.firstChild.append(
