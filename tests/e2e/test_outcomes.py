@@ -204,8 +204,9 @@ async def test_a_reread_lagging_behind_a_201_changes_no_report(w: World) -> None
     w.saleor.fulfill(order.id, {order.lines[0]: 1, order.lines[1]: 1})
     await w.settle()
     (charge,) = w.saleor.transaction(order.transaction).of_type("CHARGE_SUCCESS")
-    # One read per pass, before acting: nothing is re-read after the capture to lag behind it.
-    assert charge.amount == Decimal("100.00") and w.lagging.met == []
+    # Amounts come from Klarna's 201 and KOM's record; a capture is read back only for its
+    # invoice number, so a read that lags behind it changes no amount.
+    assert charge.amount == Decimal("100.00")
 
     w.saleor.fulfill(order.id, {order.lines[2]: 1})
     await w.settle()
@@ -266,7 +267,7 @@ async def test_a_refused_parcel_holds_back_no_later_one_and_is_captured_on_retry
     assert sorted(c.psp_reference for c in charges) == sorted(c.capture_id for c in made)  # ... reported
     job = await w.store.order_job(1, order.id)
     assert job is not None and job.state == "needs_attention"
-    assert "Parcel 2 (€70.00) could not be captured" in (job.reason or "") and "CAPTURE_NOT_ALLOWED" in (
+    assert "Parcel 2 (€70.00) could not be captured" in (job.reason or "") and "capture not allowed" in (
         job.reason or ""
     )
 
