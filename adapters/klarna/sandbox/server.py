@@ -65,8 +65,12 @@ def serve_in_thread(
     header and body writes meet Nagle plus delayed ACK (~40 ms per keep-alive answer).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()  # a port taken meanwhile: say so, and leave no socket for the collector
+        raise
     # log_config=None: leave the host process's logging alone
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan=lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
